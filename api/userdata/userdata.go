@@ -1,0 +1,138 @@
+// Package userdata is the pod VM's boot configuration: what peerpodd puts in
+// a VM's user data and podvm-agent reads at start, and the secrets peerpodd
+// sends later through the attested tunnel (never in user data).
+package userdata
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Version is the format version written by this package.
+const Version = 1
+
+// DefaultListenPort is the TCP port the agent's tunnel listener uses
+// (cloud-api-adaptor's FORWARDER_PORT).
+const DefaultListenPort = 15150
+
+// Attester names the kind of attestation evidence the agent must produce.
+const (
+	AttesterNone = "none" // no evidence: tunnel peer is verified by certificate only
+	AttesterFake = "fake" // clearly fake evidence, for CI and hosts without TEE hardware
+	AttesterTDX  = "tdx"
+	AttesterSNP  = "snp"
+)
+
+// Config is the agent's boot configuration. It holds nothing secret: user data
+// is readable by the cloud operator, whom the trust model does not trust.
+type Config struct {
+	// Version of this format (Version).
+	Version int `json:"version"`
+	// SandboxID is the Kata sandbox the VM serves.
+	SandboxID string `json:"sandbox_id"`
+	// VMName is the VM's name; the agent uses it as the VM hostname.
+	VMName string `json:"vm_name"`
+	// ListenPort is the tunnel listener's TCP port (0 = DefaultListenPort).
+	ListenPort int `json:"listen_port,omitempty"`
+	// TunnelCA is the PEM certificate of the node CA that signs peerpodd's
+	// client certificates; the agent accepts only clients it signed.
+	TunnelCA string `json:"tunnel_ca"`
+	// Attester is the evidence the agent must put in its certificate.
+	Attester string `json:"attester"`
+	// Initdata is the initdata TOML text (uncompressed), "" when none.
+	Initdata string `json:"initdata,omitempty"`
+}
+
+// Secrets are sent by peerpodd over a "config" tunnel stream once the VM's
+// evidence has been verified.
+type Secrets struct {
+	// AuthJSON is a containers-auth.json document with registry credentials.
+	AuthJSON json.RawMessage `json:"auth_json,omitempty"`
+}
+
+// Validate checks that c is complete enough for an agent to start.
+func (c *Config) Validate() error {
+	switch {
+	case c.Version != Version:
+		return fmt.Errorf("userdata: version %d, want %d", c.Version, Version)
+	case c.SandboxID == "":
+		return errors.New("userdata: sandbox_id is empty")
+	case c.TunnelCA == "":
+		return errors.New("userdata: tunnel_ca is empty")
+	case c.ListenPort < 0 || c.ListenPort > 65535:
+		return fmt.Errorf("userdata: listen_port %d out of range", c.ListenPort)
+	}
+	switch c.Attester {
+	case AttesterNone, AttesterFake, AttesterTDX, AttesterSNP:
+	default:
+		return fmt.Errorf("userdata: attester %q is not one of none, fake, tdx, snp", c.Attester)
+	}
+	return nil
+}
+
+// Port returns the listener port, applying the default.
+func (c *Config) Port() int {
+	if c.ListenPort == 0 {
+		return DefaultListenPort
+	}
+	return c.ListenPort
+}
+
+var gzipMagic = []byte{0x1f, 0x8b}
+
+// Encode renders c as JSON, gzipped when that is smaller.
+func Encode(c *Config) ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	plain, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("userdata: encode: %w", err)
+	}
+	var zb bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&zb, gzip.BestCompression)
+	if _, err := zw.Write(plain); err != nil {
+		return nil, fmt.Errorf("userdata: gzip: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("userdata: gzip: %w", err)
+	}
+	if zb.Len() < len(plain) {
+		return zb.Bytes(), nil
+	}
+	return plain, nil
+}
+
+// MaxDecodedSize bounds what Decode inflates, against gzip bombs.
+const MaxDecodedSize = 4 << 20
+
+// Decode parses user data written by Encode (plain or gzipped JSON) and validates it.
+func Decode(b []byte) (*Config, error) {
+	if bytes.HasPrefix(b, gzipMagic) {
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, fmt.Errorf("userdata: gunzip: %w", err)
+		}
+		b, err = io.ReadAll(io.LimitReader(zr, MaxDecodedSize+1))
+		if err != nil {
+			return nil, fmt.Errorf("userdata: gunzip: %w", err)
+		}
+		if len(b) > MaxDecodedSize {
+			return nil, fmt.Errorf("userdata: larger than %d bytes once decompressed", MaxDecodedSize)
+		}
+	}
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("userdata: parse: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
