@@ -6,6 +6,9 @@ export GOFLAGS ?= -buildvcs=false
 
 .PHONY: all build test lint generate check-generated bench
 
+# Each area adds its own targets in mk/<area>.mk.
+-include mk/*.mk
+
 all: build
 
 ## build: compile every command into bin/

@@ -21,7 +21,6 @@ const DefaultListenPort = 15150
 
 // Attester names the kind of attestation evidence the agent must produce.
 const (
-	AttesterNone = "none" // no evidence: tunnel peer is verified by certificate only
 	AttesterFake = "fake" // clearly fake evidence, for CI and hosts without TEE hardware
 	AttesterTDX  = "tdx"
 	AttesterSNP  = "snp"
@@ -67,9 +66,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("userdata: listen_port %d out of range", c.ListenPort)
 	}
 	switch c.Attester {
-	case AttesterNone, AttesterFake, AttesterTDX, AttesterSNP:
+	case AttesterFake, AttesterTDX, AttesterSNP:
 	default:
-		return fmt.Errorf("userdata: attester %q is not one of none, fake, tdx, snp", c.Attester)
+		return fmt.Errorf("userdata: attester %q is not one of fake, tdx, snp", c.Attester)
 	}
 	return nil
 }
