@@ -1,0 +1,75 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+)
+
+// Dial connects to the tunnel server at addr (host:port), completes the TLS
+// 1.3 handshake presenting the caller's certificate, runs cfg.Verifier on
+// the result, and returns the session. The node dials; the VM serves.
+func Dial(ctx context.Context, addr string, cfg Config) (*Session, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	t := cfg.TLS
+	if len(t.Certificates) == 0 && t.GetClientCertificate == nil {
+		return nil, fmt.Errorf("tunnel: Config.TLS has no client certificate; the tunnel needs mutual authentication")
+	}
+	if t.ServerName == "" && !t.InsecureSkipVerify {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("tunnel: dial %q: %w", addr, err)
+		}
+		t.ServerName = host
+	}
+
+	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
+	defer cancel()
+	var d net.Dialer
+	raw, err := d.DialContext(hctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: dial %s: %w", addr, err)
+	}
+	conn := tls.Client(raw, t)
+	if err := conn.HandshakeContext(hctx); err != nil {
+		_ = raw.Close()
+		return nil, fmt.Errorf("tunnel: TLS handshake with %s: %w", addr, err)
+	}
+	if err := verifyPeer(hctx, cfg.Verifier, conn); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("tunnel: peer %s refused: %w", addr, err)
+	}
+	s, err := newSession(conn, cfg, true)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	s.log.Debug("tunnel session open")
+	return s, nil
+}
+
+// verifyPeer checks the negotiated protocol and runs v, if any.
+func verifyPeer(ctx context.Context, v Verifier, conn *tls.Conn) error {
+	st := conn.ConnectionState()
+	if st.Version != tls.VersionTLS13 {
+		return fmt.Errorf("negotiated %s, not TLS 1.3", tls.VersionName(st.Version))
+	}
+	if st.NegotiatedProtocol != alpnProto {
+		return fmt.Errorf("peer does not speak %s (ALPN %q)", alpnProto, st.NegotiatedProtocol)
+	}
+	if len(st.PeerCertificates) == 0 {
+		return errors.New("peer presented no certificate")
+	}
+	if v == nil {
+		return nil
+	}
+	if err := v.VerifyPeer(ctx, st); err != nil {
+		return fmt.Errorf("verifier: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,268 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// ErrSessionClosed is the Err of a session closed on this side.
+var ErrSessionClosed = errors.New("tunnel: session closed")
+
+// Session is one TLS connection with yamux on top, between a node and a VM.
+type Session struct {
+	mux   *yamux.Session
+	conn  *tls.Conn
+	wire  *wireConn
+	cfg   Config
+	log   *slog.Logger
+	state tls.ConnectionState
+
+	mu          sync.Mutex
+	closedLocal bool
+	err         error
+	wg          sync.WaitGroup
+}
+
+// newSession starts yamux over an established, verified TLS connection.
+func newSession(conn *tls.Conn, cfg Config, client bool) (*Session, error) {
+	s := &Session{
+		conn:  conn,
+		cfg:   cfg,
+		state: conn.ConnectionState(),
+		log:   cfg.Logger.With("peer", conn.RemoteAddr().String()),
+	}
+	s.wire = newWireConn(conn, s.fail)
+	yc := &yamux.Config{
+		AcceptBacklog: cfg.AcceptBacklog,
+		// The session runs its own keepalive so that Err can name a lost peer.
+		EnableKeepAlive:        false,
+		KeepAliveInterval:      cfg.KeepAliveInterval,
+		ConnectionWriteTimeout: cfg.ConnectionWriteTimeout,
+		MaxStreamWindowSize:    cfg.StreamWindow,
+		StreamOpenTimeout:      cfg.StreamOpenTimeout,
+		StreamCloseTimeout:     cfg.StreamCloseTimeout,
+		Logger:                 yamuxLogger{s.log},
+	}
+	var err error
+	if client {
+		s.mux, err = yamux.Client(s.wire, yc)
+	} else {
+		s.mux, err = yamux.Server(s.wire, yc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: start yamux: %w", err)
+	}
+	s.wg.Add(1)
+	go s.keepalive()
+	return s, nil
+}
+
+// keepalive pings the peer every KeepAliveInterval and closes the session
+// when a ping is not answered within ConnectionWriteTimeout.
+func (s *Session) keepalive() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.KeepAliveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if _, err := s.mux.Ping(); err != nil {
+				if !s.mux.IsClosed() {
+					s.fail(fmt.Errorf("tunnel: keepalive to %s: %w", s.conn.RemoteAddr(), err))
+					s.log.Warn("tunnel keepalive failed; closing session", "err", err)
+				}
+				_ = s.mux.Close()
+				return
+			}
+		case <-s.mux.CloseChan():
+			return
+		}
+	}
+}
+
+// fail records the first reason the session ends.
+func (s *Session) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil && !s.closedLocal {
+		s.err = err
+	}
+	s.mu.Unlock()
+}
+
+// Open starts a stream of kind with optional metadata. The header is sent at
+// once and Open does not wait for the peer: a refused stream shows as a
+// *RefusedError from the first Read.
+func (s *Session) Open(ctx context.Context, kind Kind, meta map[string]string) (net.Conn, error) {
+	hdr, err := encodeHeader(Header{Kind: kind, Meta: meta}, s.cfg.MaxHeaderSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("tunnel: open %q stream: %w", kind, err)
+	}
+	st, err := s.openStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: open %q stream to %s: %w", kind, s.conn.RemoteAddr(), s.explain(err))
+	}
+	if _, err := st.Write(hdr); err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("tunnel: send %q stream header to %s: %w", kind, s.conn.RemoteAddr(), s.explain(err))
+	}
+	return &clientConn{Stream: st, kind: kind}, nil
+}
+
+// openStream opens a yamux stream, giving up when ctx ends. yamux blocks an
+// open while AcceptBacklog opens are unacknowledged.
+func (s *Session) openStream(ctx context.Context) (*yamux.Stream, error) {
+	if ctx.Done() == nil {
+		return s.mux.OpenStream()
+	}
+	type result struct {
+		st  *yamux.Stream
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		st, err := s.mux.OpenStream()
+		ch <- result{st, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.st, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.st != nil {
+				_ = r.st.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// explain replaces yamux's "session shutdown" by why the session ended.
+func (s *Session) explain(err error) error {
+	if errors.Is(err, yamux.ErrSessionShutdown) {
+		if e := s.Err(); e != nil {
+			return e
+		}
+	}
+	return err
+}
+
+// ConnectionState returns the TLS state of the connection, peer
+// certificates included.
+func (s *Session) ConnectionState() tls.ConnectionState { return s.state }
+
+// RemoteAddr returns the peer's address.
+func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
+// NumStreams returns the number of streams open on the session.
+func (s *Session) NumStreams() int { return s.mux.NumStreams() }
+
+// Close ends the session and every stream on it.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	if s.err == nil {
+		s.closedLocal = true
+	}
+	s.mu.Unlock()
+	err := s.mux.Close()
+	s.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("tunnel: close session to %s: %w", s.conn.RemoteAddr(), err)
+	}
+	return nil
+}
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
+
+// Err returns why the session ended once Done is closed, nil before:
+// ErrSessionClosed after Close, otherwise the connection or keepalive error.
+func (s *Session) Err() error {
+	select {
+	case <-s.mux.CloseChan():
+	default:
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.err != nil:
+		return s.err
+	case s.closedLocal:
+		return ErrSessionClosed
+	default:
+		return fmt.Errorf("tunnel: session with %s ended", s.conn.RemoteAddr())
+	}
+}
+
+// wireConn is the connection under yamux. It records the first read or write
+// error as the reason the session ended.
+type wireConn struct {
+	conn net.Conn
+	fail func(error)
+}
+
+func newWireConn(c net.Conn, fail func(error)) *wireConn {
+	return &wireConn{conn: c, fail: fail}
+}
+
+func (w *wireConn) Read(b []byte) (int, error) {
+	n, err := w.conn.Read(b)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			w.fail(fmt.Errorf("tunnel: peer %s closed the connection: %w", w.conn.RemoteAddr(), io.ErrUnexpectedEOF))
+		} else {
+			w.fail(fmt.Errorf("tunnel: read from %s: %w", w.conn.RemoteAddr(), err))
+		}
+	}
+	return n, err
+}
+
+func (w *wireConn) Write(b []byte) (int, error) {
+	n, err := w.conn.Write(b)
+	if err != nil {
+		w.fail(fmt.Errorf("tunnel: write to %s: %w", w.conn.RemoteAddr(), err))
+	}
+	return n, err
+}
+
+func (w *wireConn) Close() error { return w.conn.Close() }
+
+// LocalAddr and RemoteAddr let yamux streams report the connection's addresses.
+func (w *wireConn) LocalAddr() net.Addr  { return w.conn.LocalAddr() }
+func (w *wireConn) RemoteAddr() net.Addr { return w.conn.RemoteAddr() }
+
+// yamuxLogger routes yamux's log lines to slog at the level of their prefix.
+type yamuxLogger struct{ log *slog.Logger }
+
+func (l yamuxLogger) Print(v ...any) { l.emit(fmt.Sprint(v...)) }
+func (l yamuxLogger) Printf(format string, v ...any) {
+	l.emit(fmt.Sprintf(format, v...))
+}
+func (l yamuxLogger) Println(v ...any) { l.emit(fmt.Sprintln(v...)) }
+
+func (l yamuxLogger) emit(msg string) {
+	msg = strings.TrimSpace(msg)
+	level := slog.LevelDebug
+	switch {
+	case strings.HasPrefix(msg, "[ERR]"):
+		level = slog.LevelWarn // the session's end is reported by Err; this is detail
+		msg = strings.TrimSpace(strings.TrimPrefix(msg, "[ERR]"))
+	case strings.HasPrefix(msg, "[WARN]"):
+		level = slog.LevelInfo
+		msg = strings.TrimSpace(strings.TrimPrefix(msg, "[WARN]"))
+	}
+	l.log.Log(context.Background(), level, msg)
+}
