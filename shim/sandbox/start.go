@@ -1,0 +1,300 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/containerd/ttrpc"
+
+	"github.com/peerpod/peerpod/api/agent"
+	"github.com/peerpod/peerpod/api/initdata"
+	"github.com/peerpod/peerpod/api/userdata"
+	"github.com/peerpod/peerpod/provider"
+	"github.com/peerpod/peerpod/shim/journal"
+	"github.com/peerpod/peerpod/shim/retry"
+	"github.com/peerpod/peerpod/tunnel"
+	"github.com/peerpod/peerpod/tunnel/attest"
+)
+
+// StartVM makes the sandbox's VM and returns once its agent answers
+// Health.Check through the attested tunnel (within ProxyTimeout of the VM
+// being made). On failure everything made is deleted, the sandbox is kept
+// as "failed" for a later StopVM, and the error names the cause.
+func (mg *Manager) StartVM(ctx context.Context, id string) error {
+	s, err := mg.get(id)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.snapshot()
+	switch e.State {
+	case journal.Running:
+		return nil
+	case journal.Created:
+	case journal.Failed:
+		return fmt.Errorf("sandbox %s: %w: it failed earlier: %s", id, ErrState, e.Error)
+	default:
+		return fmt.Errorf("sandbox %s: %w: state is %s", id, ErrState, e.State)
+	}
+	start := time.Now()
+	log := s.log
+
+	name, err := provider.VMName(e.PodName, id)
+	if err != nil {
+		return mg.fail(s, e, "config", fmt.Errorf("start sandbox %s: %w", id, err))
+	}
+	var digest []byte
+	if e.Initdata != "" {
+		in, err := initdata.Parse([]byte(e.Initdata))
+		if err != nil {
+			return mg.fail(s, e, "initdata", fmt.Errorf("start sandbox %s: initdata: %w", id, err))
+		}
+		digest = in.Digest()
+	}
+	verifier, err := attest.NewVerifier(mg.opts.Attester, attest.Expectations{InitdataDigest: digest})
+	if err != nil {
+		return mg.fail(s, e, "config", fmt.Errorf("start sandbox %s: %w", id, err))
+	}
+	ud, err := userdata.Encode(&userdata.Config{
+		Version: userdata.Version, SandboxID: id, VMName: name, ListenPort: mg.opts.ForwarderPort,
+		TunnelCA: string(mg.opts.Credentials.CertPEM()), Attester: mg.opts.Attester, Initdata: e.Initdata,
+	})
+	if err != nil {
+		return mg.fail(s, e, "config", fmt.Errorf("start sandbox %s: %w", id, err))
+	}
+
+	// Journal first: a crash during Create leaves a record naming the VM.
+	e.State, e.VMName = journal.Provisioning, name
+	if err := mg.put(s, e); err != nil {
+		return mg.fail(s, e, "journal", fmt.Errorf("start sandbox %s: %w", id, err))
+	}
+	req := provider.CreateRequest{
+		Name: name, SandboxID: id, UserData: ud, InstanceTypes: e.InstanceTypes, Image: e.Image,
+		Resources: provider.Resources{VCPUs: e.VCPUs, MemoryMiB: e.MemoryMiB, GPUs: e.GPUs},
+		Tags: provider.Tags(provider.Owner{
+			ClusterID: mg.opts.ClusterID, Node: mg.opts.NodeName, SandboxID: id,
+			PodNamespace: e.PodNamespace, PodName: e.PodName, PodUID: e.PodUID,
+		}, mg.opts.Tags),
+	}
+	log.Info("creating VM", "vm", name, "instance_types", e.InstanceTypes)
+	var inst *provider.Instance
+	createStart := time.Now()
+	err = retry.Do(ctx, mg.retryPolicy(log, "create"), func(ctx context.Context) error {
+		var err error
+		inst, err = mg.prov.Create(ctx, req)
+		return err
+	})
+	if err != nil {
+		mg.cloudError("create", err)
+		return mg.fail(s, e, causeOf(err), fmt.Errorf("start sandbox %s: create VM %s: %w", id, name, err))
+	}
+	mg.m.VMCreateSeconds.WithLabelValues(mg.pname).Observe(time.Since(createStart).Seconds())
+	e.VMID, e.InstanceType = inst.ID, inst.InstanceType
+	if len(inst.IPs) == 0 {
+		return mg.fail(s, e, "provider", fmt.Errorf("start sandbox %s: VM %s (%s) has no IP address", id, name, inst.ID))
+	}
+	e.VMAddr = net.JoinHostPort(inst.IPs[0].String(), strconv.Itoa(mg.opts.ForwarderPort))
+	if err := mg.put(s, e); err != nil {
+		return mg.fail(s, e, "journal", fmt.Errorf("start sandbox %s: %w", id, err))
+	}
+	log.Info("VM created; waiting for its agent", "vm", name, "vm_id", inst.ID, "addr", e.VMAddr,
+		"instance_type", inst.InstanceType, "took", time.Since(createStart).Round(time.Millisecond))
+
+	cfg := mg.tunnelConfig(s, verifier)
+	if err := mg.waitAgent(ctx, s, e, cfg); err != nil {
+		return mg.fail(s, e, causeOf(err), fmt.Errorf("start sandbox %s: %w", id, err))
+	}
+	client := tunnel.NewClient(e.VMAddr, cfg)
+	e.State, e.Error = journal.Running, ""
+	if err := mg.put(s, e); err != nil {
+		client.Close()
+		return mg.fail(s, e, "journal", fmt.Errorf("start sandbox %s: %w", id, err))
+	}
+	s.setClient(client)
+	took := time.Since(start)
+	mg.m.AgentReadySeconds.WithLabelValues(mg.pname).Observe(took.Seconds())
+	log.Info("sandbox running", "vm", name, "took", took.Round(time.Millisecond))
+	return nil
+}
+
+// setClient installs the tunnel client and lets agent connections through.
+func (s *sandbox) setClient(c *tunnel.Client) {
+	s.stateMu.Lock()
+	s.client = c
+	s.stateMu.Unlock()
+	select {
+	case <-s.ready:
+	default:
+		close(s.ready)
+	}
+}
+
+func (mg *Manager) tunnelConfig(s *sandbox, v attest.Verifier) tunnel.Config {
+	cfg := mg.opts.Tunnel
+	cfg.TLS = mg.opts.Credentials.ClientTLS()
+	cfg.Verifier = v
+	cfg.Logger = s.log
+	return cfg
+}
+
+// Start failure causes, for errors and metrics.
+const (
+	causeAttestation = "attestation"
+	causeTimeout     = "agent_timeout"
+)
+
+// AgentTimeoutError is the cause of a StartVM that gave up waiting for the agent.
+type AgentTimeoutError struct {
+	VM      string
+	Timeout time.Duration
+	Last    error
+}
+
+func (e *AgentTimeoutError) Error() string {
+	if e.Last == nil {
+		return fmt.Sprintf("agent of VM %s did not answer Health.Check within %v", e.VM, e.Timeout)
+	}
+	return fmt.Sprintf("agent of VM %s did not answer Health.Check within %v: last error: %v", e.VM, e.Timeout, e.Last)
+}
+
+func (e *AgentTimeoutError) Unwrap() error { return e.Last }
+
+func causeOf(err error) string {
+	var te *AgentTimeoutError
+	switch {
+	case errors.As(err, &te):
+		return causeTimeout
+	case errors.Is(err, attest.ErrAttestation):
+		return causeAttestation
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	}
+	if c := provider.ClassOf(err); c != nil {
+		return classNames[c]
+	}
+	return "other"
+}
+
+// waitAgent dials the VM until its agent answers Health.Check, then sends
+// the secrets on a config stream. Attestation failures end the wait at once.
+func (mg *Manager) waitAgent(ctx context.Context, s *sandbox, e journal.Entry, cfg tunnel.Config) error {
+	timeout := mg.opts.ProxyTimeout
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	backoff := 100 * time.Millisecond
+	var last error
+	for {
+		err := mg.probe(ctx, s, e, cfg)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, attest.ErrAttestation) {
+			return fmt.Errorf("VM %s failed attestation: %w", e.VMName, err)
+		}
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
+		s.log.Debug("agent not ready", "vm", e.VMName, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return &AgentTimeoutError{VM: e.VMName, Timeout: timeout, Last: last}
+			}
+			return fmt.Errorf("waiting for the agent of VM %s: %w (last error: %v)", e.VMName, ctx.Err(), last)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// probe makes one session, checks the agent's health and sends the secrets.
+func (mg *Manager) probe(ctx context.Context, s *sandbox, e journal.Entry, cfg tunnel.Config) error {
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	sess, err := tunnel.Dial(dctx, e.VMAddr, cfg)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	conn, err := sess.Open(dctx, tunnel.KindAgent, nil)
+	if err != nil {
+		return fmt.Errorf("open agent stream: %w", err)
+	}
+	tc := ttrpc.NewClient(conn)
+	resp, err := agent.NewHealthClient(tc).Check(dctx, &agent.CheckRequest{})
+	tc.Close()
+	if err != nil {
+		return fmt.Errorf("Health.Check: %w", err)
+	}
+	if resp.Status == agent.HealthCheckResponse_NOT_SERVING {
+		return errors.New("Health.Check: agent is not serving")
+	}
+	return mg.sendSecrets(dctx, s, sess, e)
+}
+
+// sendSecrets writes the sandbox's secrets as one JSON document on a config
+// stream, half-closes it and waits for the agent to close its side.
+func (mg *Manager) sendSecrets(ctx context.Context, s *sandbox, sess *tunnel.Session, e journal.Entry) error {
+	sec, err := mg.opts.Secrets(ctx, e)
+	if err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	b, err := json.Marshal(sec)
+	if err != nil {
+		return fmt.Errorf("secrets: encode: %w", err)
+	}
+	c, err := sess.Open(ctx, tunnel.KindConfig, nil)
+	if err != nil {
+		return fmt.Errorf("open config stream: %w", err)
+	}
+	defer c.Close()
+	if d, ok := ctx.Deadline(); ok {
+		c.SetDeadline(d)
+	}
+	if _, err := c.Write(b); err != nil {
+		return fmt.Errorf("send secrets: %w", err)
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil {
+			return fmt.Errorf("send secrets: %w", err)
+		}
+	}
+	reply, err := io.ReadAll(io.LimitReader(c, 4096))
+	if err != nil {
+		return fmt.Errorf("send secrets: waiting for the agent: %w", err)
+	}
+	if len(reply) > 0 {
+		s.log.Debug("agent answered the config stream", "bytes", len(reply))
+	}
+	return nil
+}
+
+// fail cleans up a start that went wrong: deletes the VM (if one may
+// exist), closes the socket and tunnel, and keeps a "failed" record.
+func (mg *Manager) fail(s *sandbox, e journal.Entry, cause string, err error) error {
+	s.log.Error("start failed; cleaning up", "cause", cause, "err", err)
+	mg.m.StartFailures.WithLabelValues(mg.pname, cause).Inc()
+	s.close()
+	if e.State == journal.Provisioning {
+		if derr := mg.deleteVM(s, e); derr != nil {
+			err = fmt.Errorf("%w; deleting VM %s also failed (the reconciler will retry): %v", err, e.VMName, derr)
+		} else {
+			e.VMID, e.VMAddr = "", ""
+		}
+	}
+	mg.removeSocketDir(s.id)
+	e.State, e.Error = journal.Failed, err.Error()
+	if perr := mg.put(s, e); perr != nil {
+		s.log.Error("recording failure", "err", perr)
+	}
+	return err
+}
