@@ -121,7 +121,9 @@ func Load(getenv func(string) string, args []string, decodeInitdata InitdataDeco
 	}
 	c := &Config{}
 	var errs []error
-	fail := func(key, format string, a ...any) { errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, a...)}) }
+	fail := func(key, format string, a ...any) {
+		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, a...)})
+	}
 
 	c.Dev = *dev
 	if v := get("PEERPOD_DEV"); v != "" {

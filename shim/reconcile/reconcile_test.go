@@ -18,8 +18,8 @@ type memProvider struct {
 	failDel error
 }
 
-func (p *memProvider) Name() string                    { return "mem" }
-func (p *memProvider) Validate(context.Context) error  { return nil }
+func (p *memProvider) Name() string                   { return "mem" }
+func (p *memProvider) Validate(context.Context) error { return nil }
 func (p *memProvider) Create(_ context.Context, r provider.CreateRequest) (*provider.Instance, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
