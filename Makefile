@@ -4,19 +4,23 @@ BIN     ?= $(CURDIR)/bin
 PKGS    ?= ./...
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build test lint generate check-generated bench
+.PHONY: all deps build test lint generate check-generated bench
 
 # Each area adds its own targets in mk/<area>.mk.
 -include mk/*.mk
 
 all: build
 
+## deps: install the Debian packages the build, tests and demo need (idempotent)
+deps:
+	bash scripts/install-deps.sh
+
 ## build: compile every command into bin/
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 ## test: unit and integration tests (as root: runc, namespaces, a local registry)
-test: build
+test: deps build
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 
 ## lint: gofmt, go vet, staticcheck (pinned in go.mod)
