@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/peerpod/peerpod/provider"
 )
 
 // Metrics are the node daemon's metrics. Create them with New.
@@ -91,4 +93,23 @@ func New() *Metrics {
 // Handler serves the registry in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// ClassLabel is the "class" label value for a provider error.
+func ClassLabel(err error) string {
+	switch provider.ClassOf(err) {
+	case provider.ErrNotFound:
+		return "not_found"
+	case provider.ErrThrottled:
+		return "throttled"
+	case provider.ErrCapacity:
+		return "capacity"
+	case provider.ErrInvalidConfig:
+		return "invalid_config"
+	case provider.ErrTransient:
+		return "transient"
+	case provider.ErrConflict:
+		return "conflict"
+	}
+	return "unclassified"
 }

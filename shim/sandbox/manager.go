@@ -236,16 +236,7 @@ func (mg *Manager) updateGauge() {
 
 // cloudError counts a failed provider call.
 func (mg *Manager) cloudError(op string, err error) {
-	class := "unclassified"
-	if c := provider.ClassOf(err); c != nil {
-		class = classNames[c]
-	}
-	mg.m.CloudErrors.WithLabelValues(mg.pname, op, class).Inc()
-}
-
-var classNames = map[error]string{
-	provider.ErrNotFound: "not_found", provider.ErrThrottled: "throttled", provider.ErrCapacity: "capacity",
-	provider.ErrInvalidConfig: "invalid_config", provider.ErrTransient: "transient", provider.ErrConflict: "conflict",
+	mg.m.CloudErrors.WithLabelValues(mg.pname, op, metrics.ClassLabel(err)).Inc()
 }
 
 // retryPolicy returns the retry policy with logging and metrics for op.

@@ -17,6 +17,7 @@ import (
 	"github.com/peerpod/peerpod/api/userdata"
 	"github.com/peerpod/peerpod/provider"
 	"github.com/peerpod/peerpod/shim/journal"
+	"github.com/peerpod/peerpod/shim/metrics"
 	"github.com/peerpod/peerpod/shim/retry"
 	"github.com/peerpod/peerpod/tunnel"
 	"github.com/peerpod/peerpod/tunnel/attest"
@@ -176,8 +177,8 @@ func causeOf(err error) string {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "canceled"
 	}
-	if c := provider.ClassOf(err); c != nil {
-		return classNames[c]
+	if provider.ClassOf(err) != nil {
+		return metrics.ClassLabel(err)
 	}
 	return "other"
 }

@@ -1,0 +1,281 @@
+// Package daemon assembles peerpodd from its parts: configuration, node CA,
+// journal, sandbox manager, hypervisor API server, agent sockets, reconciler,
+// probes and metrics. cmd/peerpodd constructs the provider and calls Run;
+// tests run the same daemon in-process.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/peerpod/peerpod/provider"
+	"github.com/peerpod/peerpod/shim/config"
+	"github.com/peerpod/peerpod/shim/journal"
+	"github.com/peerpod/peerpod/shim/metrics"
+	"github.com/peerpod/peerpod/shim/ops"
+	"github.com/peerpod/peerpod/shim/reconcile"
+	"github.com/peerpod/peerpod/shim/retry"
+	"github.com/peerpod/peerpod/shim/sandbox"
+	"github.com/peerpod/peerpod/shim/service"
+	"github.com/peerpod/peerpod/shim/tlsca"
+	"github.com/peerpod/peerpod/tunnel"
+)
+
+// Sub-directories of STATE_DIR.
+const (
+	JournalDir = "sandboxes"
+	CADir      = "ca"
+)
+
+// Options are what Run needs besides the configuration.
+type Options struct {
+	Config   *config.Config
+	Provider provider.Provider
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// ProbeAddr overrides ":PROBE_PORT" (tests use "127.0.0.1:0").
+	ProbeAddr string
+	// Secrets supplies each VM's secrets (default: none).
+	Secrets sandbox.SecretsFunc
+	// Retry overrides the provider retry policy.
+	Retry retry.Policy
+	// Tunnel overrides tunnel defaults (timeouts, windows).
+	Tunnel tunnel.Config
+}
+
+// Daemon is one running peerpodd.
+type Daemon struct {
+	cfg     *config.Config
+	prov    provider.Provider
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	journal *journal.Journal
+	mgr     *sandbox.Manager
+	rec     *reconcile.Reconciler
+	probes  ops.Probes
+	opts    Options
+
+	started   chan struct{}
+	probeAddr string
+}
+
+// New prepares a daemon: opens the journal and the node CA and builds the
+// manager and reconciler. Nothing listens until Run.
+func New(opts Options) (*Daemon, error) {
+	cfg := opts.Config
+	if cfg == nil || opts.Provider == nil {
+		return nil, errors.New("daemon: config and provider are required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	j, err := journal.Open(filepath.Join(cfg.StateDir, JournalDir))
+	if err != nil {
+		return nil, fmt.Errorf("STATE_DIR: %w", err)
+	}
+	var ca *tlsca.CA
+	if cfg.CertFile != "" {
+		ca, err = tlsca.FromFiles(cfg.CACertFile, cfg.CertFile, cfg.CertKey)
+	} else {
+		ca, err = tlsca.LoadOrCreate(filepath.Join(cfg.StateDir, CADir), "peerpodd "+cfg.NodeName)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m := metrics.New()
+	mgr, err := sandbox.New(sandbox.Options{
+		Provider: opts.Provider, Journal: j, Credentials: ca, PodsDir: cfg.PodsDir,
+		Attester: cfg.Attester, DefaultInitdata: cfg.Initdata, ProxyTimeout: cfg.ProxyTimeout,
+		ForwarderPort: cfg.ForwarderPort, ClusterID: cfg.ClusterID, NodeName: cfg.NodeName, Tags: cfg.Tags,
+		Metrics: m, Logger: log, Retry: opts.Retry, Secrets: opts.Secrets, Tunnel: opts.Tunnel,
+	})
+	if err != nil {
+		return nil, err
+	}
+	pname := opts.Provider.Name()
+	rec, err := reconcile.New(opts.Provider, mgr, reconcile.Options{
+		Selector: mgr.Selector(), Grace: cfg.ReconcileGrace, Interval: cfg.ReconcileInterval, Logger: log,
+		OnDelete: func(provider.Instance) { m.ReconcilerDeletions.WithLabelValues(pname).Inc() },
+		OnError: func(op string, err error) {
+			m.CloudErrors.WithLabelValues(pname, "reconcile_"+op, metrics.ClassLabel(err)).Inc()
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Daemon{cfg: cfg, prov: opts.Provider, log: log, metrics: m, journal: j, mgr: mgr, rec: rec,
+		opts: opts, started: make(chan struct{})}, nil
+}
+
+// Manager is the sandbox manager.
+func (d *Daemon) Manager() *sandbox.Manager { return d.mgr }
+
+// Metrics are the daemon's metrics.
+func (d *Daemon) Metrics() *metrics.Metrics { return d.metrics }
+
+// Reconciler is the orphan-VM reconciler.
+func (d *Daemon) Reconciler() *reconcile.Reconciler { return d.rec }
+
+// Started is closed once the daemon serves the hypervisor socket.
+func (d *Daemon) Started() <-chan struct{} { return d.started }
+
+// ProbeAddr is the probe server's address, valid once Started.
+func (d *Daemon) ProbeAddr() string { return d.probeAddr }
+
+// Status is the /status document.
+type Status struct {
+	Node      string           `json:"node"`
+	Cluster   string           `json:"cluster,omitempty"`
+	Provider  string           `json:"provider"`
+	Attester  string           `json:"attester"`
+	Sandboxes []sandbox.Status `json:"sandboxes"`
+}
+
+// VMStatus is one provider VM in the /vms document.
+type VMStatus struct {
+	provider.Instance
+	Owned bool `json:"owned"`
+}
+
+// Status reports the daemon's sandboxes.
+func (d *Daemon) Status() Status {
+	return Status{Node: d.cfg.NodeName, Cluster: d.cfg.ClusterID, Provider: d.prov.Name(), Attester: d.cfg.Attester, Sandboxes: d.mgr.Status()}
+}
+
+// Run restores the journal, serves the hypervisor API, the agent sockets and
+// the probes, and runs the reconciler until ctx ends. On return VMs are left
+// running: a restarted daemon picks them up.
+func (d *Daemon) Run(ctx context.Context) error {
+	log := d.log
+	log.Info("peerpodd starting", "config", d.cfg)
+	for _, w := range d.cfg.Warnings {
+		log.Warn(w)
+	}
+	probeAddr := d.opts.ProbeAddr
+	if probeAddr == "" {
+		probeAddr = ":" + strconv.Itoa(d.cfg.ProbePort)
+	}
+	pln, err := net.Listen("tcp", probeAddr)
+	if err != nil {
+		return fmt.Errorf("PROBE_PORT: %w", err)
+	}
+	d.probeAddr = pln.Addr().String()
+	mux := ops.Handler(&d.probes, d.metrics.Handler(), func() any { return d.Status() })
+	mux.HandleFunc("GET /vms", d.serveVMs)
+	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := hsrv.Serve(pln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("probe server failed", "err", err)
+		}
+	}()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hsrv.Shutdown(sctx)
+		wg.Wait()
+	}()
+
+	start := time.Now()
+	if err := d.mgr.Restore(ctx); err != nil {
+		log.Error("journal restore incomplete", "err", err)
+	}
+	defer d.mgr.Close()
+	log.Info("journal restored", "sandboxes", len(d.mgr.Status()), "took", time.Since(start).Round(time.Millisecond))
+
+	ln, err := service.Listen(d.cfg.Endpoint)
+	if err != nil {
+		return fmt.Errorf("REMOTE_HYPERVISOR_ENDPOINT: %w", err)
+	}
+	svc := service.New(d.mgr, log)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- service.Serve(sctx, ln, svc) }()
+
+	wg.Add(3)
+	go func() { defer wg.Done(); d.rec.Run(sctx) }()
+	go func() { defer wg.Done(); d.sweep(sctx) }()
+	go func() { defer wg.Done(); d.validate(sctx) }()
+
+	d.probes.SetStarted()
+	close(d.started)
+	log.Info("peerpodd ready", "endpoint", d.cfg.Endpoint, "probe_addr", d.probeAddr)
+
+	select {
+	case <-ctx.Done():
+		stop()
+		<-errc
+		log.Info("peerpodd stopping; VMs are left running")
+		return nil
+	case err := <-errc:
+		stop()
+		return err
+	}
+}
+
+// validate checks the provider's configuration, marking readiness.
+func (d *Daemon) validate(ctx context.Context) {
+	for {
+		vctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := d.prov.Validate(vctx)
+		cancel()
+		if err == nil {
+			d.probes.SetReady("provider", true, "")
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		d.probes.SetReady("provider", false, err.Error())
+		d.log.Error("provider validation failed", "provider", d.prov.Name(), "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(30 * time.Second):
+		}
+	}
+}
+
+func (d *Daemon) sweep(ctx context.Context) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.mgr.Sweep()
+		}
+	}
+}
+
+func (d *Daemon) serveVMs(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	vms, err := d.prov.List(ctx, d.mgr.Selector())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	out := make([]VMStatus, 0, len(vms))
+	for _, vm := range vms {
+		out = append(out, VMStatus{Instance: vm, Owned: d.mgr.Owns(vm)})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
+}
