@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Builds the libvirt pod VM image: the Debian cloud kernel (as an uncompressed
+# vmlinux for PVH boot, plus its bzImage) and an initramfs with podvm-agent as
+# /init, runc and its libraries, the kernel modules the VM needs, the pause
+# bundle and CA certificates. Outputs land in $PODVM_OUT (default
+# _output/podvm) under a directory named by the hash of all inputs, with
+# stable links:
+#   $PODVM_OUT/vmlinux  $PODVM_OUT/vmlinuz  $PODVM_OUT/initramfs
+# Same inputs give the same bytes (SOURCE_DATE_EPOCH, sorted entries).
+#
+# Environment:
+#   PODVM_OUT          output directory
+#   PODVM_INIT_PKG     Go package built as /init (default ./cmd/podvm-agent)
+#   PODVM_NAME         name of the links (default: vmlinux/initramfs), for a second image
+#   PODVM_COMPRESS     none | lz4 | gzip (default none: faster to boot under TCG, see docs)
+#   KERNEL_PKG         Debian kernel package (default: what linux-image-cloud-amd64 depends on)
+#   SOURCE_DATE_EPOCH  mtime of every entry (default 0, so the cache key does not move with commits)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=${PODVM_OUT:-$root/_output/podvm}
+init_pkg=${PODVM_INIT_PKG:-./cmd/podvm-agent}
+name=${PODVM_NAME:-}
+compress=${PODVM_COMPRESS:-none}
+modules=virtio_pci,virtio_net,qemu_fw_cfg,virtio_rng,overlay,veth,bridge,br_netfilter,tun,vsock
+: "${SOURCE_DATE_EPOCH:=0}"
+export SOURCE_DATE_EPOCH
+mkdir -p "$out/cache" "$out/bin"
+
+log() { echo "podvm-image: $*" >&2; }
+
+# 1. Kernel: download the .deb once, extract bzImage, modules and vmlinux.
+if [ -z "${KERNEL_PKG:-}" ]; then
+  KERNEL_PKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+  if [ -z "$KERNEL_PKG" ]; then
+    KERNEL_PKG=$(ls "$out/cache" 2>/dev/null | grep '^linux-image-' | sort | tail -1 || true)
+  fi
+  [ -n "$KERNEL_PKG" ] || { log "cannot resolve linux-image-cloud-amd64 (run apt-get update)"; exit 1; }
+fi
+kdir=$out/cache/$KERNEL_PKG
+if [ ! -f "$kdir/vmlinux" ]; then
+  log "fetching $KERNEL_PKG"
+  rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp/deb"
+  (cd "$kdir.tmp/deb" && apt-get download "$KERNEL_PKG" >/dev/null 2>&1) || {
+    log "apt-get download $KERNEL_PKG failed"; exit 1; }
+  dpkg-deb -x "$kdir.tmp"/deb/*.deb "$kdir.tmp/x"
+  cp "$kdir.tmp"/x/boot/vmlinuz-* "$kdir.tmp/vmlinuz"
+  cp "$kdir.tmp"/x/boot/config-* "$kdir.tmp/config"
+  mv "$kdir.tmp"/x/lib/modules/* "$kdir.tmp/modules"
+  # The bzImage holds an lz4 (legacy frame) compressed vmlinux: find the frame and inflate it.
+  off=$(LC_ALL=C grep -obUaP '\x02\x21\x4c\x18' "$kdir.tmp/vmlinuz" | head -1 | cut -d: -f1)
+  [ -n "$off" ] || { log "no lz4 payload in $KERNEL_PKG's vmlinuz"; exit 1; }
+  tail -c +$((off + 1)) "$kdir.tmp/vmlinuz" | lz4 -dc > "$kdir.tmp/vmlinux" 2>/dev/null || true
+  head -c 4 "$kdir.tmp/vmlinux" | grep -q 'ELF' || { log "extracted vmlinux is not an ELF file"; exit 1; }
+  rm -rf "$kdir.tmp/deb" "$kdir.tmp/x"
+  rm -rf "$kdir" && mv "$kdir.tmp" "$kdir"
+fi
+
+# 2. Binaries, built reproducibly.
+gobuild() { CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid=' -o "$1" "$2"; }
+initname=$(basename "$init_pkg")
+gobuild "$out/bin/$initname" "$init_pkg"
+gobuild "$out/bin/pause" ./podvm-image/cmd/pause
+go build -o "$out/bin/mkinitramfs" ./podvm-image/cmd/mkinitramfs
+runc=$(command -v runc || echo /usr/sbin/runc)
+[ -x "$runc" ] || { log "runc not found (apt-get install runc)"; exit 1; }
+ca=/etc/ssl/certs/ca-certificates.crt
+[ -f "$ca" ] || { log "$ca not found (apt-get install ca-certificates)"; exit 1; }
+printf '{"ociVersion":"1.0.2","process":{"args":["/pause"],"cwd":"/","user":{"uid":65535,"gid":65535}},"root":{"path":"rootfs","readonly":true}}\n' > "$out/bin/pause-config.json"
+
+# 3. The initramfs, keyed by the hash of everything that goes in.
+key=$( { sha256sum "$kdir/vmlinux" "$out/bin/$initname" "$out/bin/pause" "$out/bin/pause-config.json" \
+          "$runc" "$ca" podvm-image/initramfs/*.go podvm-image/cmd/mkinitramfs/*.go "$0" | cut -d' ' -f1;
+         echo "$modules $compress $SOURCE_DATE_EPOCH $initname"; } | sha256sum | cut -c1-16)
+dir=$out/$key
+if [ ! -f "$dir/initramfs" ]; then
+  mkdir -p "$dir.tmp"
+  "$out/bin/mkinitramfs" -o "$dir.tmp/initramfs.cpio" \
+    -init "$out/bin/$initname" \
+    -kmod-tree "$kdir/modules" -modules "$modules" \
+    -binary /usr/sbin/runc="$runc" \
+    -binary /pause_bundle/rootfs/pause="$out/bin/pause" \
+    -file /pause_bundle/config.json="$out/bin/pause-config.json" \
+    -file /etc/ssl/certs/ca-certificates.crt="$ca" \
+    -dir /etc -dir /run -dir /tmp -dir /proc -dir /sys -dir /dev -dir /var/lib -dir /root
+  case $compress in
+    none) mv "$dir.tmp/initramfs.cpio" "$dir.tmp/initramfs" ;;
+    lz4) lz4 -l -9 -q -f "$dir.tmp/initramfs.cpio" "$dir.tmp/initramfs" && rm "$dir.tmp/initramfs.cpio" ;;
+    gzip) gzip -n -9 -c "$dir.tmp/initramfs.cpio" > "$dir.tmp/initramfs" && rm "$dir.tmp/initramfs.cpio" ;;
+    *) log "PODVM_COMPRESS=$compress is not none, lz4 or gzip"; exit 1 ;;
+  esac
+  cp "$kdir/vmlinux" "$kdir/vmlinuz" "$dir.tmp/"
+  echo "$KERNEL_PKG" > "$dir.tmp/kernel-package"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+fi
+ln -sfn "$key" "$out/${name:+$name-}current"
+for f in vmlinux vmlinuz initramfs; do ln -sfn "${name:+$name-}current/$f" "$out/${name:+$name-}$f"; done
+log "kernel $KERNEL_PKG, init $init_pkg, initramfs $(du -k "$dir/initramfs" | cut -f1) KiB ($compress) in $dir"
+echo "$dir"
