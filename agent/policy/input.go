@@ -1,0 +1,186 @@
+package policy
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// The policy input is the request shaped as the Kata agent shapes it (the
+// serde encoding of its rust-protobuf types), so Kata's rules.rego reads it
+// unchanged:
+//   - field names are the proto names verbatim; a name that is a Rust keyword
+//     gets a "_" suffix (Mount.type → "type_");
+//   - every field is present: unset messages are null, empty lists [], false,
+//     0 and "" are written out;
+//   - enums are integers, 64-bit integers JSON numbers, bytes arrays of
+//     numbers, maps objects (keys as strings);
+//   - a oneof is one field named after the oneof: null when unset, else an
+//     object {"<field name>": value};
+//   - a proto3 optional scalar is null when unset.
+// protojson does none of this, so the encoder walks protoreflect itself and
+// builds OPA values directly (no JSON round trip).
+
+// rustKeywords are the identifiers rust-protobuf escapes with a "_" suffix.
+var rustKeywords = map[string]bool{
+	"as": true, "break": true, "const": true, "continue": true, "crate": true, "else": true,
+	"enum": true, "extern": true, "false": true, "fn": true, "for": true, "if": true,
+	"impl": true, "in": true, "let": true, "loop": true, "match": true, "mod": true,
+	"move": true, "mut": true, "pub": true, "ref": true, "return": true, "self": true,
+	"static": true, "struct": true, "super": true, "trait": true, "true": true,
+	"type": true, "unsafe": true, "use": true, "where": true, "while": true,
+	"async": true, "await": true, "dyn": true, "abstract": true, "become": true,
+	"box": true, "do": true, "final": true, "macro": true, "override": true,
+	"priv": true, "typeof": true, "unsized": true, "virtual": true, "yield": true,
+	"try": true,
+}
+
+// InputName is the policy input key of a proto field or oneof name.
+func InputName(protoName string) string {
+	if rustKeywords[protoName] {
+		return protoName + "_"
+	}
+	return protoName
+}
+
+// fieldPlan is how one input key is produced.
+type fieldPlan struct {
+	key   *ast.Term
+	field protoreflect.FieldDescriptor // nil for a oneof
+	oneof protoreflect.OneofDescriptor
+	// nullable: an optional scalar (proto3 optional), null when unset.
+	nullable bool
+}
+
+type messagePlan struct {
+	fields []fieldPlan
+}
+
+// planCache maps a message descriptor's full name to its plan.
+var planCache sync.Map
+
+func planFor(md protoreflect.MessageDescriptor) *messagePlan {
+	if p, ok := planCache.Load(md.FullName()); ok {
+		return p.(*messagePlan)
+	}
+	p := &messagePlan{}
+	seen := map[protoreflect.FullName]bool{}
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+			if !seen[od.FullName()] {
+				seen[od.FullName()] = true
+				p.fields = append(p.fields, fieldPlan{key: ast.StringTerm(InputName(string(od.Name()))), oneof: od})
+			}
+			continue
+		}
+		p.fields = append(p.fields, fieldPlan{
+			key:      ast.StringTerm(InputName(string(fd.Name()))),
+			field:    fd,
+			nullable: fd.HasOptionalKeyword() && fd.Kind() != protoreflect.MessageKind,
+		})
+	}
+	planCache.Store(md.FullName(), p)
+	return p
+}
+
+// Input converts a request into the policy input value.
+func Input(m protoreflect.Message) ast.Value {
+	return encodeMessage(m).Value
+}
+
+func encodeMessage(m protoreflect.Message) *ast.Term {
+	p := planFor(m.Descriptor())
+	kvs := make([][2]*ast.Term, 0, len(p.fields))
+	for i := range p.fields {
+		f := &p.fields[i]
+		var v *ast.Term
+		switch {
+		case f.oneof != nil:
+			if fd := m.WhichOneof(f.oneof); fd != nil {
+				v = ast.ObjectTerm(ast.Item(ast.StringTerm(InputName(string(fd.Name()))), encodeSingular(fd, m.Get(fd))))
+			} else {
+				v = ast.NullTerm()
+			}
+		case f.field.IsMap():
+			v = encodeMap(f.field, m.Get(f.field).Map())
+		case f.field.IsList():
+			v = encodeList(f.field, m.Get(f.field).List())
+		case f.field.Kind() == protoreflect.MessageKind || f.field.Kind() == protoreflect.GroupKind:
+			if m.Has(f.field) {
+				v = encodeMessage(m.Get(f.field).Message())
+			} else {
+				v = ast.NullTerm()
+			}
+		case f.nullable && !m.Has(f.field):
+			v = ast.NullTerm()
+		default:
+			v = encodeSingular(f.field, m.Get(f.field))
+		}
+		kvs = append(kvs, [2]*ast.Term{f.key, v})
+	}
+	return ast.NewTerm(ast.NewObject(kvs...))
+}
+
+func encodeList(fd protoreflect.FieldDescriptor, l protoreflect.List) *ast.Term {
+	terms := make([]*ast.Term, l.Len())
+	for i := range terms {
+		terms[i] = encodeSingular(fd, l.Get(i))
+	}
+	return ast.ArrayTerm(terms...)
+}
+
+func encodeMap(fd protoreflect.FieldDescriptor, mp protoreflect.Map) *ast.Term {
+	kvs := make([][2]*ast.Term, 0, mp.Len())
+	vd := fd.MapValue()
+	mp.Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
+		kvs = append(kvs, [2]*ast.Term{ast.StringTerm(k.String()), encodeSingular(vd, v)})
+		return true
+	})
+	return ast.NewTerm(ast.NewObject(kvs...))
+}
+
+func encodeSingular(fd protoreflect.FieldDescriptor, v protoreflect.Value) *ast.Term {
+	switch fd.Kind() {
+	case protoreflect.BoolKind:
+		return ast.InternedTerm(v.Bool())
+	case protoreflect.EnumKind:
+		return ast.IntNumberTerm(int(v.Enum()))
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
+		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return intTerm(v.Int())
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		if u := v.Uint(); u <= math.MaxInt64 {
+			return intTerm(int64(u))
+		}
+		return ast.UIntNumberTerm(v.Uint())
+	case protoreflect.FloatKind:
+		return ast.NumberTerm(json.Number(strconv.FormatFloat(v.Float(), 'g', -1, 32)))
+	case protoreflect.DoubleKind:
+		return ast.FloatNumberTerm(v.Float())
+	case protoreflect.StringKind:
+		return ast.StringTerm(v.String())
+	case protoreflect.BytesKind:
+		b := v.Bytes()
+		terms := make([]*ast.Term, len(b))
+		for i, c := range b {
+			terms[i] = ast.IntNumberTerm(int(c))
+		}
+		return ast.ArrayTerm(terms...)
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		return encodeMessage(v.Message())
+	}
+	return ast.NullTerm()
+}
+
+func intTerm(i int64) *ast.Term {
+	if i >= -1 && i <= 512 {
+		return ast.IntNumberTerm(int(i))
+	}
+	return ast.NumberTerm(json.Number(strconv.FormatInt(i, 10)))
+}
