@@ -474,3 +474,54 @@ func TestManyConcurrentSandboxes(t *testing.T) {
 		t.Fatalf("%d VMs left", len(vms))
 	}
 }
+
+type listingProvider struct {
+	*sandboxtest.Provider
+}
+
+func (listingProvider) InstanceTypes(context.Context) ([]provider.InstanceType, error) {
+	return []provider.InstanceType{
+		{Name: "big", VCPUs: 8, MemoryMiB: 32768}, {Name: "small", VCPUs: 2, MemoryMiB: 4096}, {Name: "mid", VCPUs: 4, MemoryMiB: 8192},
+	}, nil
+}
+
+func TestInstanceTypeSelection(t *testing.T) {
+	e := newEnv(t)
+	m := e.manager(t, func(o *sandbox.Options) {
+		o.Provider = sandbox.WithInstanceTypePolicy(listingProvider{e.prov}, []string{"small", "mid", "big"}, "small")
+	})
+	ctx := ctxT(t, time.Minute)
+	cases := []struct {
+		id, vcpus, mem, machine string
+		want                    string
+		field                   string
+	}{
+		{"fit-mid", "3", "6000", "", "mid big", ""},
+		{"fit-small", "1", "1024", "", "small mid big", ""},
+		{"explicit", "", "", "big", "big", ""},
+		{"not-allowed", "", "", "huge", "", annotations.MachineType},
+		{"too-big", "64", "", "", "", annotations.DefaultVCPUs},
+	}
+	for _, c := range cases {
+		t.Run(c.id, func(t *testing.T) {
+			a := kataAnnotations(c.id)
+			a[annotations.DefaultVCPUs], a[annotations.DefaultMemory], a[annotations.MachineType] = c.vcpus, c.mem, c.machine
+			_, err := m.CreateVM(ctx, c.id, a, "")
+			if c.field != "" {
+				var ie *sandbox.InvalidError
+				if !errors.As(err, &ie) || !strings.Contains(ie.Field, c.field) {
+					t.Fatalf("err = %v, want InvalidError naming %s", err, c.field)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, st := range m.Status() {
+				if st.SandboxID == c.id && strings.Join(st.InstanceTypes, " ") != c.want {
+					t.Fatalf("instance types %v, want %s", st.InstanceTypes, c.want)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,91 @@
+// Command peerpodd is the peerpod node daemon: it serves the Kata remote
+// hypervisor API, makes a confidential VM per pod through the configured
+// cloud provider, and proxies the Kata agent API to it through an attested
+// tunnel. Configuration comes from the environment (peer-pods-cm keys) and
+// flags; see shim/config.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/peerpod/peerpod/api/initdata"
+	"github.com/peerpod/peerpod/provider"
+	"github.com/peerpod/peerpod/provider/azure"
+	"github.com/peerpod/peerpod/shim/config"
+	"github.com/peerpod/peerpod/shim/daemon"
+	"github.com/peerpod/peerpod/shim/sandbox"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	cfg, err := config.Load(os.Getenv, os.Args[1:], decodeInitdata)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(os.Stderr, config.Usage())
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "peerpodd: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	prov, err := newProvider(ctx, cfg)
+	if err != nil {
+		log.Error("provider setup failed", "provider", cfg.CloudProvider, "err", err)
+		return 2
+	}
+	d, err := daemon.New(daemon.Options{Config: cfg, Provider: prov, Logger: log})
+	if err != nil {
+		log.Error("start-up failed", "err", err)
+		return 1
+	}
+	if err := d.Run(ctx); err != nil {
+		log.Error("peerpodd failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// providers lists the CLOUD_PROVIDER values this build supports.
+var providers = []string{"azure"}
+
+// newProvider builds the provider CLOUD_PROVIDER names from its own
+// environment keys. Test fixtures (the process provider) are not selectable.
+func newProvider(ctx context.Context, cfg *config.Config) (provider.Provider, error) {
+	switch cfg.CloudProvider {
+	case "azure":
+		c, err := azure.LoadConfig(os.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		p, err := azure.New(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		return sandbox.WithInstanceTypePolicy(p, c.InstanceSizes, c.InstanceSize), nil
+	}
+	return nil, &config.Error{Key: "CLOUD_PROVIDER", Msg: fmt.Sprintf("%q is not one of %s", cfg.CloudProvider, strings.Join(providers, ", "))}
+}
+
+// decodeInitdata decodes INITDATA (base64 of gzip, or plain TOML) and checks it.
+func decodeInitdata(v string) (string, error) {
+	text, err := initdata.DecodeAnnotation(v)
+	if err != nil {
+		return "", err
+	}
+	if _, err := initdata.Parse(text); err != nil {
+		return "", err
+	}
+	return string(text), nil
+}
