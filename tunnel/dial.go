@@ -49,6 +49,18 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Session, error) {
 		_ = conn.Close()
 		return nil, err
 	}
+	// In TLS 1.3 the server checks our certificate after our side of the
+	// handshake is done; one ping round trip shows whether it kept us.
+	stop := context.AfterFunc(hctx, func() { _ = s.mux.Close() })
+	_, err = s.mux.Ping()
+	stop()
+	if err != nil {
+		_ = s.Close()
+		if cerr := hctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("tunnel: session with %s: %w", addr, cerr)
+		}
+		return nil, fmt.Errorf("tunnel: %s did not accept the session (our certificate refused?): %w", addr, s.explain(err))
+	}
 	s.log.Debug("tunnel session open")
 	return s, nil
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -188,4 +189,96 @@ func echoOnce(ctx context.Context, s *Session, kind Kind, msg []byte) error {
 		return errors.New("echo mismatch")
 	}
 	return nil
+}
+
+// cutProxy forwards TCP connections to a target until cut or stalled.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	conns []*net.TCPConn
+	stall bool
+	wg    sync.WaitGroup
+}
+
+func newCutProxy(t testing.TB, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target}
+	p.wg.Add(1)
+	go p.run()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *cutProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *cutProxy) run() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		u, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c.(*net.TCPConn), u.(*net.TCPConn))
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(c, u)
+		go p.pipe(u, c)
+	}
+}
+
+// pipe copies src to dst; while stalled it reads and drops, like a peer
+// that vanished without a word.
+func (p *cutProxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			stalled := p.stall
+			p.mu.Unlock()
+			if !stalled {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// cut resets every connection at once, as when a VM or node disappears.
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.SetLinger(0)
+		_ = c.Close()
+	}
+	p.conns = nil
+}
+
+// blackhole drops all traffic from now on without closing anything.
+func (p *cutProxy) blackhole() {
+	p.mu.Lock()
+	p.stall = true
+	p.mu.Unlock()
 }

@@ -204,6 +204,7 @@ func (s *Server) serveStream(ctx context.Context, sess *Session, st *yamux.Strea
 		default:
 			sess.log.Debug("tunnel stream ended before its header", "err", err)
 			_ = st.Close()
+			sess.forget(st.StreamID())
 		}
 		return
 	}
@@ -212,7 +213,7 @@ func (s *Server) serveStream(ctx context.Context, sess *Session, st *yamux.Strea
 		s.refuse(sess, st, statusUnknownKind, fmt.Sprintf("no handler for %q", h.Kind))
 		return
 	}
-	conn := &serverConn{Stream: st, header: h}
+	conn := &serverConn{stream: stream{st, sess}, header: h}
 	if r.handler != nil {
 		defer conn.Close()
 		r.handler(ctx, conn, h)
@@ -223,7 +224,7 @@ func (s *Server) serveStream(ctx context.Context, sess *Session, st *yamux.Strea
 	case <-r.listener.closed:
 		s.refuse(sess, st, statusUnavailable, fmt.Sprintf("listener for %q closed", h.Kind))
 	case <-ctx.Done():
-		_ = st.Close()
+		_ = conn.stream.Close()
 	}
 }
 
@@ -233,6 +234,7 @@ func (s *Server) refuse(sess *Session, st *yamux.Stream, code byte, reason strin
 	_ = st.SetWriteDeadline(time.Now().Add(s.cfg.ConnectionWriteTimeout))
 	_, _ = st.Write(refusal(code, reason))
 	_ = st.Close()
+	sess.forget(st.StreamID())
 }
 
 // kindListener yields the streams of one kind.

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,10 @@ type Session struct {
 	log   *slog.Logger
 	state tls.ConnectionState
 
+	// ended holds the streams the peer has closed or reset (by yamux
+	// stream ID), seen on the wire before yamux handles the frame.
+	ended sync.Map
+
 	mu          sync.Mutex
 	closedLocal bool
 	err         error
@@ -41,7 +46,7 @@ func newSession(conn *tls.Conn, cfg Config, client bool) (*Session, error) {
 		state: conn.ConnectionState(),
 		log:   cfg.Logger.With("peer", conn.RemoteAddr().String()),
 	}
-	s.wire = newWireConn(conn, s.fail)
+	s.wire = newWireConn(conn, s.fail, func(id uint32) { s.ended.Store(id, struct{}{}) })
 	yc := &yamux.Config{
 		AcceptBacklog: cfg.AcceptBacklog,
 		// The session runs its own keepalive so that Err can name a lost peer.
@@ -118,7 +123,7 @@ func (s *Session) Open(ctx context.Context, kind Kind, meta map[string]string) (
 		_ = st.Close()
 		return nil, fmt.Errorf("tunnel: send %q stream header to %s: %w", kind, s.conn.RemoteAddr(), s.explain(err))
 	}
-	return &clientConn{Stream: st, kind: kind}, nil
+	return &clientConn{stream: stream{st, s}, kind: kind}, nil
 }
 
 // openStream opens a yamux stream, giving up when ctx ends. yamux blocks an
@@ -148,6 +153,24 @@ func (s *Session) openStream(ctx context.Context) (*yamux.Stream, error) {
 		return nil, ctx.Err()
 	}
 }
+
+// streamErr turns the io.EOF that yamux gives every stream of a dead session
+// into the session's error, unless the peer really closed that stream.
+func (s *Session) streamErr(id uint32, err error) error {
+	if errors.Is(err, io.EOF) {
+		if !s.mux.IsClosed() {
+			return err
+		}
+		if _, ok := s.ended.Load(id); ok {
+			return err
+		}
+		return fmt.Errorf("tunnel: stream cut: %w", s.Err())
+	}
+	return s.explain(err)
+}
+
+// forget drops what is known about a stream that is done with.
+func (s *Session) forget(id uint32) { s.ended.Delete(id) }
 
 // explain replaces yamux's "session shutdown" by why the session ended.
 func (s *Session) explain(err error) error {
@@ -208,18 +231,21 @@ func (s *Session) Err() error {
 }
 
 // wireConn is the connection under yamux. It records the first read or write
-// error as the reason the session ended.
+// error as the reason the session ended, and scans the yamux frames read to
+// see which streams the peer closed.
 type wireConn struct {
 	conn net.Conn
 	fail func(error)
+	scan frameScanner
 }
 
-func newWireConn(c net.Conn, fail func(error)) *wireConn {
-	return &wireConn{conn: c, fail: fail}
+func newWireConn(c net.Conn, fail func(error), peerEnded func(id uint32)) *wireConn {
+	return &wireConn{conn: c, fail: fail, scan: frameScanner{ended: peerEnded}}
 }
 
 func (w *wireConn) Read(b []byte) (int, error) {
 	n, err := w.conn.Read(b)
+	w.scan.scan(b[:n])
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			w.fail(fmt.Errorf("tunnel: peer %s closed the connection: %w", w.conn.RemoteAddr(), io.ErrUnexpectedEOF))
@@ -254,15 +280,60 @@ func (l yamuxLogger) Printf(format string, v ...any) {
 func (l yamuxLogger) Println(v ...any) { l.emit(fmt.Sprintln(v...)) }
 
 func (l yamuxLogger) emit(msg string) {
+	// yamux reports every lost connection as an error; the session's end is
+	// already reported through Err, so its lines are detail, not alarms.
 	msg = strings.TrimSpace(msg)
 	level := slog.LevelDebug
-	switch {
-	case strings.HasPrefix(msg, "[ERR]"):
-		level = slog.LevelWarn // the session's end is reported by Err; this is detail
-		msg = strings.TrimSpace(strings.TrimPrefix(msg, "[ERR]"))
-	case strings.HasPrefix(msg, "[WARN]"):
-		level = slog.LevelInfo
-		msg = strings.TrimSpace(strings.TrimPrefix(msg, "[WARN]"))
+	for _, p := range []string{"[ERR]", "[WARN]"} {
+		if strings.HasPrefix(msg, p) {
+			level = slog.LevelInfo
+			msg = strings.TrimSpace(strings.TrimPrefix(msg, p))
+		}
 	}
 	l.log.Log(context.Background(), level, msg)
+}
+
+// yamux frame header layout (yamux spec.md), as far as frameScanner needs it.
+const (
+	yamuxHeaderSize = 12
+	yamuxTypeData   = 0
+	yamuxTypeWindow = 1
+	yamuxFlagFIN    = 0x4
+	yamuxFlagRST    = 0x8
+)
+
+// frameScanner follows the yamux frames in a byte stream and reports each
+// stream the sender closes (FIN) or resets (RST). It is used by one reader.
+type frameScanner struct {
+	ended func(id uint32)
+	hdr   [yamuxHeaderSize]byte
+	have  int    // bytes of hdr collected
+	skip  uint32 // data bytes of the current frame still to pass
+}
+
+func (f *frameScanner) scan(b []byte) {
+	for len(b) > 0 {
+		if f.skip > 0 {
+			k := min(uint32(len(b)), f.skip)
+			f.skip -= k
+			b = b[k:]
+			continue
+		}
+		k := copy(f.hdr[f.have:], b)
+		f.have += k
+		b = b[k:]
+		if f.have < yamuxHeaderSize {
+			return
+		}
+		f.have = 0
+		typ := f.hdr[1]
+		flags := binary.BigEndian.Uint16(f.hdr[2:4])
+		id := binary.BigEndian.Uint32(f.hdr[4:8])
+		if typ == yamuxTypeData {
+			f.skip = binary.BigEndian.Uint32(f.hdr[8:12])
+		}
+		if (typ == yamuxTypeData || typ == yamuxTypeWindow) && flags&(yamuxFlagFIN|yamuxFlagRST) != 0 {
+			f.ended(id)
+		}
+	}
 }

@@ -254,10 +254,39 @@ func refusal(code byte, reason string) []byte {
 	return append(b, reason...)
 }
 
+// stream is a yamux stream whose own end is told apart from the end of its
+// session: yamux reports both as io.EOF.
+type stream struct {
+	*yamux.Stream
+	sess *Session
+}
+
+func (s stream) Read(b []byte) (int, error) {
+	n, err := s.Stream.Read(b)
+	if err != nil {
+		err = s.sess.streamErr(s.StreamID(), err)
+	}
+	return n, err
+}
+
+func (s stream) Write(b []byte) (int, error) {
+	n, err := s.Stream.Write(b)
+	if err != nil {
+		err = s.sess.streamErr(s.StreamID(), err)
+	}
+	return n, err
+}
+
+func (s stream) Close() error {
+	err := s.Stream.Close()
+	s.sess.forget(s.StreamID())
+	return err
+}
+
 // clientConn is a stream on the opening side. Its first Read consumes the
 // serving side's status and turns a refusal into a *RefusedError.
 type clientConn struct {
-	*yamux.Stream
+	stream
 	kind Kind
 
 	readMu   sync.Mutex
@@ -276,14 +305,14 @@ func (c *clientConn) Read(b []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return c.Stream.Read(b)
+	return c.stream.Read(b)
 }
 
 // readStatus reads the status; a refusal or a stream that ends before its
 // status is remembered and returned by every later Read.
 func (c *clientConn) readStatus() error {
 	var s [2]byte
-	if _, err := io.ReadFull(c.Stream, s[:1]); err != nil {
+	if _, err := io.ReadFull(c.stream, s[:1]); err != nil {
 		if errors.Is(err, io.EOF) {
 			c.err = fmt.Errorf("tunnel: %q stream ended before the peer accepted it: %w", c.kind, io.ErrUnexpectedEOF)
 			return c.err
@@ -295,25 +324,25 @@ func (c *clientConn) readStatus() error {
 		return nil
 	}
 	refused := &RefusedError{Kind: c.kind, Code: s[0]}
-	if _, err := io.ReadFull(c.Stream, s[1:]); err == nil {
+	if _, err := io.ReadFull(c.stream, s[1:]); err == nil {
 		reason := make([]byte, s[1])
-		if _, err := io.ReadFull(c.Stream, reason); err == nil {
+		if _, err := io.ReadFull(c.stream, reason); err == nil {
 			refused.Reason = string(reason)
 		}
 	}
 	c.err = refused
-	_ = c.Stream.Close()
+	_ = c.stream.Close()
 	return c.err
 }
 
 // CloseWrite closes the sending side; reads go on until the peer closes.
 // A yamux Close is already such a half-close, so it is the same as Close.
-func (c *clientConn) CloseWrite() error { return c.Stream.Close() }
+func (c *clientConn) CloseWrite() error { return c.Close() }
 
 // serverConn is a stream on the serving side. The accept status goes out
 // with its first write, or alone when it is closed without writing.
 type serverConn struct {
-	*yamux.Stream
+	stream
 	header Header
 
 	writeMu    sync.Mutex
@@ -327,24 +356,24 @@ func (c *serverConn) Write(b []byte) (int, error) {
 		buf := make([]byte, 1+len(b))
 		buf[0] = statusAccepted
 		copy(buf[1:], b)
-		n, err := c.Stream.Write(buf)
+		n, err := c.stream.Write(buf)
 		if n > 0 {
 			c.statusSent = true
 			n--
 		}
 		return n, err
 	}
-	return c.Stream.Write(b)
+	return c.stream.Write(b)
 }
 
 func (c *serverConn) Close() error {
 	c.writeMu.Lock()
 	if !c.statusSent {
 		c.statusSent = true
-		_, _ = c.Stream.Write([]byte{statusAccepted})
+		_, _ = c.stream.Write([]byte{statusAccepted})
 	}
 	c.writeMu.Unlock()
-	return c.Stream.Close()
+	return c.stream.Close()
 }
 
 // CloseWrite closes the sending side; reads go on until the peer closes.

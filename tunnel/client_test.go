@@ -1,0 +1,115 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClientRedialsAfterServerRestart(t *testing.T) {
+	pki := newTestPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// First server.
+	sctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- newTestServer(t, pki.server).Serve(sctx, ln) }()
+
+	c := NewClient(addr, pki.client)
+	t.Cleanup(func() { _ = c.Close() })
+	first, err := c.Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := echoOnce(ctx, first, KindHealth, []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if s2, err := c.Session(ctx); err != nil || s2 != first {
+		t.Fatalf("Session() = %p, %v; want the same live session %p", s2, err, first)
+	}
+
+	// The VM's server goes away: the session ends.
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	select {
+	case <-first.Done():
+	case <-ctx.Done():
+		t.Fatal("session did not end with the server")
+	}
+
+	// A new server on the same address; the client finds it by itself.
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	serveOn(t, newTestServer(t, pki.server), ln2)
+	var lastErr error
+	for {
+		conn, err := c.Open(ctx, KindHealth, nil)
+		if err == nil {
+			_, err = conn.Write([]byte("two"))
+			if err == nil {
+				buf := make([]byte, 3)
+				_, err = conn.Read(buf)
+			}
+			_ = conn.Close()
+			if err == nil {
+				break
+			}
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no stream after the server restarted: %v", lastErr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if n := c.Reconnects(); n != 1 {
+		t.Fatalf("Reconnects() = %d, want 1", n)
+	}
+	s, err := c.Session(ctx)
+	if err != nil || s == first {
+		t.Fatalf("Session() after restart = %v, %v; want a new session", s, err)
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	pki := newTestPKI(t)
+	// Nothing listens: Session gives up when its context does, saying why.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	c := NewClient(addr, pki.client)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = c.Open(ctx, KindHealth, nil)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("Open with no server = %v, want a deadline error naming %s", err, addr)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Session(context.Background()); !errors.Is(err, ErrClientClosed) {
+		t.Fatalf("Session after Close = %v, want ErrClientClosed", err)
+	}
+	// A bad config is reported, not retried.
+	bad := NewClient(addr, Config{})
+	defer bad.Close()
+	if _, err := bad.Session(context.Background()); err == nil || !strings.Contains(err.Error(), "Config.TLS") {
+		t.Fatalf("Session with no TLS = %v, want the config error", err)
+	}
+}
