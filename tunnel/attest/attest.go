@@ -10,6 +10,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+
+	"github.com/peerpod/peerpod/tunnel"
 )
 
 // Evidence kinds.
@@ -33,11 +35,9 @@ type Attester interface {
 	Certificate(ctx context.Context, initdataDigest []byte) (tls.Certificate, error)
 }
 
-// Verifier checks a peer once its TLS handshake is done. It has the method set
-// of tunnel.Verifier, so a Verifier plugs into tunnel.Config.Verifier.
-type Verifier interface {
-	VerifyPeer(ctx context.Context, state tls.ConnectionState) error
-}
+// Verifier is the tunnel's peer check; attest's verifiers plug into
+// tunnel.Config.Verifier.
+type Verifier = tunnel.Verifier
 
 // NewAttester returns the attester of kind ("fake", "tdx", "snp"). The TEE
 // kinds open the guest's attestation device; they fail outside such a guest.
@@ -72,7 +72,7 @@ type Expectations struct {
 // NewVerifier returns the node-side verifier for evidence of kind. A verifier
 // accepts only evidence of its own kind: a tdx or snp verifier never accepts
 // fake evidence.
-func NewVerifier(kind string, want Expectations) (Verifier, error) {
+func NewVerifier(kind string, want Expectations) (tunnel.Verifier, error) {
 	switch kind {
 	case KindFake:
 		return &certVerifier{kind: KindFake, want: want, check: verifyFake}, nil
