@@ -1,0 +1,55 @@
+package boot
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseCmdline(t *testing.T) {
+	tests := []struct {
+		name, line string
+		wantIP     string
+		wantGW     string
+		wantHost   string
+		wantErr    string
+	}{
+		{name: "full", line: "console=ttyS0 quiet peerpod.ip=10.1.2.3/24 peerpod.gw=10.1.2.1 peerpod.hostname=podvm-a peerpod.dns=1.1.1.1",
+			wantIP: "10.1.2.3/24", wantGW: "10.1.2.1", wantHost: "podvm-a"},
+		{name: "none", line: "console=ttyS0 quiet"},
+		{name: "bad ip", line: "peerpod.ip=10.1.2.300/24", wantErr: "peerpod.ip"},
+		{name: "ipv6", line: "peerpod.ip=fd00::1/64", wantErr: "peerpod.ip"},
+		{name: "bad gw", line: "peerpod.ip=10.1.2.3/24 peerpod.gw=x", wantErr: "peerpod.gw"},
+		{name: "gw alone", line: "peerpod.gw=10.1.2.1", wantErr: "without peerpod.ip"},
+		{name: "bad dns", line: "peerpod.dns=1.1.1.1,nope", wantErr: "peerpod.dns"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			nc, err := ParseCmdline(tc.line)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ip := nc.Addr.String(); tc.wantIP != "" && ip != tc.wantIP || tc.wantIP == "" && nc.Addr.IsValid() {
+				t.Errorf("ip = %s, want %s", ip, tc.wantIP)
+			}
+			if gw := nc.Gateway.String(); tc.wantGW != "" && gw != tc.wantGW {
+				t.Errorf("gw = %s, want %s", gw, tc.wantGW)
+			}
+			if nc.Hostname != tc.wantHost {
+				t.Errorf("hostname = %q, want %q", nc.Hostname, tc.wantHost)
+			}
+		})
+	}
+}
+
+func TestLoadModulesWithoutOrderFile(t *testing.T) {
+	n, err := LoadModules(t.TempDir())
+	if err != nil || n != 0 {
+		t.Fatalf("LoadModules on an empty dir = %d, %v; want 0, nil", n, err)
+	}
+}

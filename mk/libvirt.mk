@@ -1,0 +1,26 @@
+# Local pod VMs: the pod VM image, the end-to-end test and the demo (libvirt + QEMU).
+.PHONY: podvm-image podvm-image-tcpinit libvirtd e2e demo bench-libvirt
+
+## podvm-image: kernel + initramfs with podvm-agent as PID 1, in _output/podvm
+podvm-image:
+	./podvm-image/build.sh
+
+## podvm-image-tcpinit: the same image with a TCP-only init (boot floor for benchmarks)
+podvm-image-tcpinit:
+	PODVM_INIT_PKG=./podvm-image/cmd/tcpinit PODVM_NAME=tcpinit ./podvm-image/build.sh
+
+## libvirtd: start libvirtd by hand (no systemd needed)
+libvirtd:
+	./scripts/libvirtd-start.sh
+
+## e2e: a whole pod through peerpodd, libvirt and a real pod VM (root; starts libvirtd itself)
+e2e: podvm-image
+	$(GO) test -count=1 -timeout 30m -v ./test/e2e/
+
+## demo: install what is missing, build, run one pod VM end to end, tear it down
+demo:
+	./scripts/demo.sh
+
+## bench-libvirt: pod VM start figures (docs/benchmarks.md, ## libvirt)
+bench-libvirt: podvm-image podvm-image-tcpinit
+	$(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 10x ./test/e2e/
