@@ -66,7 +66,7 @@ runc=$(command -v runc || echo /usr/sbin/runc)
 [ -x "$runc" ] || { log "runc not found (apt-get install runc)"; exit 1; }
 ca=/etc/ssl/certs/ca-certificates.crt
 [ -f "$ca" ] || { log "$ca not found (apt-get install ca-certificates)"; exit 1; }
-printf '{"ociVersion":"1.0.2","process":{"args":["/pause"],"cwd":"/","user":{"uid":65535,"gid":65535}},"root":{"path":"rootfs","readonly":true}}\n' > "$out/bin/pause-config.json"
+printf '{"ociVersion":"1.0.2","process":{"args":["/pause"],"cwd":"/","env":["PATH=/"]},"root":{"path":"rootfs","readonly":true}}\n' > "$out/bin/pause-config.json"
 
 # 3. The initramfs, keyed by the hash of everything that goes in.
 key=$( { sha256sum "$kdir/vmlinux" "$out/bin/$initname" "$out/bin/pause" "$out/bin/pause-config.json" \
@@ -82,7 +82,8 @@ if [ ! -f "$dir/initramfs" ]; then
     -binary /pause_bundle/rootfs/pause="$out/bin/pause" \
     -file /pause_bundle/config.json="$out/bin/pause-config.json" \
     -file /etc/ssl/certs/ca-certificates.crt="$ca" \
-    -dir /etc -dir /run -dir /tmp -dir /proc -dir /sys -dir /dev -dir /var/lib -dir /root
+    -dir /etc -dir /run -dir /tmp -dir /proc -dir /sys -dir /dev -dir /var/lib -dir /root \
+    -dir /pause_bundle/rootfs/proc -dir /pause_bundle/rootfs/sys -dir /pause_bundle/rootfs/dev -dir /pause_bundle/rootfs/etc
   case $compress in
     none) mv "$dir.tmp/initramfs.cpio" "$dir.tmp/initramfs" ;;
     lz4) lz4 -l -9 -q -f "$dir.tmp/initramfs.cpio" "$dir.tmp/initramfs" && rm "$dir.tmp/initramfs.cpio" ;;

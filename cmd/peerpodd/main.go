@@ -19,6 +19,7 @@ import (
 	"github.com/peerpod/peerpod/api/initdata"
 	"github.com/peerpod/peerpod/provider"
 	"github.com/peerpod/peerpod/provider/azure"
+	"github.com/peerpod/peerpod/provider/libvirt"
 	"github.com/peerpod/peerpod/shim/config"
 	"github.com/peerpod/peerpod/shim/daemon"
 	"github.com/peerpod/peerpod/shim/sandbox"
@@ -58,7 +59,7 @@ func run() int {
 }
 
 // providers lists the CLOUD_PROVIDER values this build supports.
-var providers = []string{"azure"}
+var providers = []string{"azure", "libvirt"}
 
 // newProvider builds the provider CLOUD_PROVIDER names from its own
 // environment keys. Test fixtures (the process provider) are not selectable.
@@ -74,6 +75,12 @@ func newProvider(ctx context.Context, cfg *config.Config) (provider.Provider, er
 			return nil, err
 		}
 		return sandbox.WithInstanceTypePolicy(p, c.InstanceSizes, c.InstanceSize), nil
+	case "libvirt":
+		c, err := libvirt.LoadConfig(os.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		return libvirt.New(ctx, c)
 	}
 	return nil, &config.Error{Key: "CLOUD_PROVIDER", Msg: fmt.Sprintf("%q is not one of %s", cfg.CloudProvider, strings.Join(providers, ", "))}
 }
