@@ -80,7 +80,11 @@ func newProvider(ctx context.Context, cfg *config.Config) (provider.Provider, er
 		if err != nil {
 			return nil, err
 		}
-		return libvirt.New(ctx, c)
+		p, err := libvirt.New(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
 	}
 	return nil, &config.Error{Key: "CLOUD_PROVIDER", Msg: fmt.Sprintf("%q is not one of %s", cfg.CloudProvider, strings.Join(providers, ", "))}
 }
