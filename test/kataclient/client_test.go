@@ -35,9 +35,9 @@ func (l *countingListener) Accept() (net.Conn, error) {
 }
 
 type fakeHV struct {
-	mu       sync.Mutex
-	creates  []*hypervisor.CreateVMRequest
-	deadline time.Duration // StartVM's remaining time when it arrived
+	mu        sync.Mutex
+	creates   []*hypervisor.CreateVMRequest
+	deadline  time.Duration // StartVM's remaining time when it arrived
 	agentSock string
 }
 
