@@ -18,12 +18,12 @@ import (
 // DefaultBufferSize is the per-stream bound on buffered output.
 const DefaultBufferSize = 1 << 20
 
-// Buffer is a bounded FIFO of output bytes filled from one reader.
+// Buffer is a bounded FIFO of output bytes filled from one reader. Memory
+// grows with what is held, up to the bound.
 type Buffer struct {
 	mu      sync.Mutex
-	ring    []byte
-	start   int // index of the oldest byte
-	n       int // bytes held
+	max     int
+	data    []byte // held bytes, oldest first
 	eof     bool
 	dropped uint64
 	wake    chan struct{} // closed and replaced when data or EOF arrives
@@ -34,7 +34,7 @@ func NewBuffer(size int) *Buffer {
 	if size <= 0 {
 		size = DefaultBufferSize
 	}
-	return &Buffer{ring: make([]byte, size), wake: make(chan struct{})}
+	return &Buffer{max: size, wake: make(chan struct{})}
 }
 
 // Fill copies r into the buffer until r ends, then marks end of stream.
@@ -56,20 +56,16 @@ func (b *Buffer) Fill(r io.Reader) {
 func (b *Buffer) write(p []byte) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	size := len(b.ring)
-	if len(p) > size { // only the newest size bytes can survive
-		b.dropped += uint64(len(p) - size)
-		p = p[len(p)-size:]
+	if len(p) > b.max { // only the newest max bytes can survive
+		b.dropped += uint64(len(p) - b.max)
+		p = p[len(p)-b.max:]
 	}
-	if over := b.n + len(p) - size; over > 0 {
-		b.start = (b.start + over) % size
-		b.n -= over
+	if over := len(b.data) + len(p) - b.max; over > 0 {
 		b.dropped += uint64(over)
+		n := copy(b.data, b.data[over:])
+		b.data = b.data[:n]
 	}
-	end := (b.start + b.n) % size
-	c := copy(b.ring[end:], p)
-	copy(b.ring, p[c:])
-	b.n += len(p)
+	b.data = append(b.data, p...)
 	b.signal()
 }
 
@@ -96,13 +92,15 @@ func (b *Buffer) Read(ctx context.Context, max int) ([]byte, error) {
 	}
 	for {
 		b.mu.Lock()
-		if b.n > 0 {
-			k := min(max, b.n)
+		if len(b.data) > 0 {
+			k := min(max, len(b.data))
 			out := make([]byte, k)
-			c := copy(out, b.ring[b.start:min(b.start+k, len(b.ring))])
-			copy(out[c:], b.ring[:k-c])
-			b.start = (b.start + k) % len(b.ring)
-			b.n -= k
+			copy(out, b.data)
+			rest := copy(b.data, b.data[k:])
+			b.data = b.data[:rest]
+			if rest == 0 && cap(b.data) > 64<<10 {
+				b.data = nil // give a large idle buffer back
+			}
 			b.mu.Unlock()
 			return out, nil
 		}

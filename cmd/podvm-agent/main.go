@@ -1,0 +1,122 @@
+// Command podvm-agent is the agent of a pod VM: it serves the Kata agent API
+// through the attested tunnel and runs the pod's containers with runc.
+// "podvm-agent pause" is the pod's pause process.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/peerpod/peerpod/agent"
+	"github.com/peerpod/peerpod/agent/daemon"
+	"github.com/peerpod/peerpod/agent/pause"
+	"github.com/peerpod/peerpod/agent/runc"
+	"github.com/peerpod/peerpod/agent/sandbox"
+	"github.com/peerpod/peerpod/agent/service"
+	"github.com/peerpod/peerpod/api/userdata"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "pause" {
+		os.Exit(pause.Run(context.Background()))
+	}
+	if err := run(); err != nil {
+		slog.Error("podvm-agent", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("podvm-agent", flag.ExitOnError)
+	listen := fs.String("listen", "", "tunnel listen address (default :<user data listen_port>, 15150)")
+	udFile := fs.String("userdata-file", "", "read user data from this file instead of fw_cfg / cloud metadata")
+	stateDir := fs.String("state-dir", "/run/peerpod/agent", "bundles, rootfs mounts, runc state and the image cache")
+	pauseBundle := fs.String("pause-bundle", "/pause_bundle", "pause bundle directory (config.json + rootfs)")
+	runcPath := fs.String("runc", runc.DefaultPath, "runc binary")
+	kataSock := fs.String("kata-agent-socket", "", "forward agent streams byte for byte to this upstream kata-agent unix socket")
+	allowAll := fs.Bool("dev-allow-all-policy", false, "DEVELOPMENT ONLY: serve every agent request without a policy")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	_ = fs.Parse(os.Args[1:])
+
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	cfg, src, err := daemon.LoadUserData(ctx, daemon.Sources{File: *udFile})
+	if err != nil {
+		return err
+	}
+	log.Info("user data loaded", "source", src, "sandbox", cfg.SandboxID, "attester", cfg.Attester)
+	tlsCfg, in, err := daemon.ServerTLS(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	addr := *listen
+	if addr == "" {
+		addr = ":" + strconv.Itoa(cfg.Port())
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	opts := daemon.Options{Listener: ln, TLS: tlsCfg, KataAgentSocket: *kataSock, Logger: log}
+	if *kataSock != "" {
+		log.Info("forwarding agent streams to an upstream kata-agent", "socket", *kataSock)
+		return daemon.Run(ctx, opts)
+	}
+
+	auth, err := authorizer(*allowAll, in != nil && in.Policy() != "", log)
+	if err != nil {
+		return err
+	}
+	sb, err := sandbox.New(sandbox.Config{StateDir: *stateDir, PauseBundle: *pauseBundle, Runc: *runcPath, SetHostname: true, Logger: log})
+	if err != nil {
+		return err
+	}
+	svc := service.New(sb, auth, log)
+	if in != nil && in.Policy() != "" {
+		if _, err := svc.SetPolicy(ctx, policyRequest(in.Policy())); err != nil {
+			return fmt.Errorf("initdata policy: %w", err)
+		}
+	}
+	srv, err := svc.NewServer()
+	if err != nil {
+		return err
+	}
+	opts.Agent = srv
+	opts.OnSecrets = func(_ context.Context, s *userdata.Secrets) error {
+		if len(s.AuthJSON) == 0 || string(s.AuthJSON) == "null" {
+			return nil
+		}
+		var raw json.RawMessage = s.AuthJSON
+		if err := sb.Images().SetAuthJSON(raw); err != nil {
+			return err
+		}
+		log.Info("registry credentials received")
+		return nil
+	}
+	return daemon.Run(ctx, opts)
+}
+
+// authorizer picks the request gate. Without a policy engine in this build,
+// only --dev-allow-all-policy lets the agent serve requests.
+func authorizer(allowAll, havePolicy bool, log *slog.Logger) (agent.Authorizer, error) {
+	if allowAll {
+		log.Warn("!!! --dev-allow-all-policy: EVERY agent request is served, no policy is enforced; never use this in production !!!")
+		return agent.AllowAll{}, nil
+	}
+	return newPolicyAuthorizer(havePolicy, log)
+}
