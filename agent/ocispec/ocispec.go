@@ -5,8 +5,8 @@ package ocispec
 import (
 	"os"
 
-	pb "github.com/peerpod/peerpod/api/agent"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	pb "github.com/peerpod/peerpod/api/agent"
 )
 
 // Spec converts s. Hooks are dropped: the Kata runtime never sends them and

@@ -12,11 +12,11 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/peerpod/peerpod/agent/image"
 	"github.com/peerpod/peerpod/agent/pause"
 	"github.com/peerpod/peerpod/agent/runc"
 	pb "github.com/peerpod/peerpod/api/agent"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 

@@ -6,10 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/peerpod/peerpod/agent/image"
 	"github.com/peerpod/peerpod/agent/ocispec"
 	pb "github.com/peerpod/peerpod/api/agent"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // prepareSpec turns the runtime's spec into the bundle runc runs: rootfs,
