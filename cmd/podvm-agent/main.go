@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/peerpod/peerpod/agent"
+	"github.com/peerpod/peerpod/agent/boot"
 	"github.com/peerpod/peerpod/agent/daemon"
 	"github.com/peerpod/peerpod/agent/pause"
 	"github.com/peerpod/peerpod/agent/runc"
@@ -54,6 +55,12 @@ func run() error {
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if os.Getpid() == 1 {
+		// PID 1 of the libvirt initramfs: mounts, modules, network first.
+		if err := boot.Setup(ctx, boot.Config{Logger: log}); err != nil {
+			return err
+		}
+	}
 
 	cfg, src, err := daemon.LoadUserData(ctx, daemon.Sources{File: *udFile})
 	if err != nil {
