@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -118,6 +119,15 @@ const suffix = ".json"
 type Journal struct {
 	dir string
 	now func() time.Time
+
+	// Directory fsyncs are shared: a writer waits for the first sync that
+	// starts after its rename, so concurrent writers pay for one sync.
+	syncMu   sync.Mutex
+	syncCond *sync.Cond
+	syncGen  uint64 // syncs started
+	syncDone uint64 // syncs finished (generation)
+	syncing  bool
+	syncErr  error
 }
 
 // Open makes dir (mode 0700) if needed and returns its journal. Leftover
@@ -138,7 +148,9 @@ func Open(dir string) (*Journal, error) {
 			return nil, fmt.Errorf("journal: remove leftover %s: %w", t, err)
 		}
 	}
-	return &Journal{dir: dir, now: time.Now}, nil
+	j := &Journal{dir: dir, now: time.Now}
+	j.syncCond = sync.NewCond(&j.syncMu)
+	return j, nil
 }
 
 // Dir is the journal's directory.
@@ -203,7 +215,35 @@ func (j *Journal) Remove(id string) error {
 	return j.syncDir()
 }
 
+// syncDir makes the directory's entries durable. A caller needs a sync
+// that started after its own rename; one in flight may have started before,
+// so it waits for the next one, which a single caller runs for everyone.
 func (j *Journal) syncDir() error {
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	want := j.syncGen + 1 // the next sync to start covers our rename
+	if j.syncing {
+		want++ // the one running may have started before our rename
+	}
+	for j.syncDone < want {
+		if !j.syncing {
+			j.syncing = true
+			j.syncGen++
+			gen := j.syncGen
+			j.syncMu.Unlock()
+			err := j.fsyncDir()
+			j.syncMu.Lock()
+			j.syncing = false
+			j.syncDone, j.syncErr = gen, err
+			j.syncCond.Broadcast()
+			continue
+		}
+		j.syncCond.Wait()
+	}
+	return j.syncErr
+}
+
+func (j *Journal) fsyncDir() error {
 	d, err := os.Open(j.dir)
 	if err != nil {
 		return fmt.Errorf("journal: sync %s: %w", j.dir, err)

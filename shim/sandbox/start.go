@@ -102,9 +102,8 @@ func (mg *Manager) StartVM(ctx context.Context, id string) error {
 		return mg.fail(s, e, "provider", fmt.Errorf("start sandbox %s: VM %s (%s) has no IP address", id, name, inst.ID))
 	}
 	e.VMAddr = net.JoinHostPort(inst.IPs[0].String(), strconv.Itoa(mg.opts.ForwarderPort))
-	if err := mg.put(s, e); err != nil {
-		return mg.fail(s, e, "journal", fmt.Errorf("start sandbox %s: %w", id, err))
-	}
+	// The VM's id is journalled with the running state below; a crash
+	// before that finds the VM by its sandbox tag (see deleteVM).
 	log.Info("VM created; waiting for its agent", "vm", name, "vm_id", inst.ID, "addr", e.VMAddr,
 		"instance_type", inst.InstanceType, "took", time.Since(createStart).Round(time.Millisecond))
 
