@@ -35,7 +35,7 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: dial %s: %w", addr, err)
 	}
-	conn := tls.Client(raw, t)
+	conn := tls.Client(&batchConn{Conn: raw}, t)
 	if err := conn.HandshakeContext(hctx); err != nil {
 		_ = raw.Close()
 		return nil, fmt.Errorf("tunnel: TLS handshake with %s: %w", addr, err)

@@ -147,7 +147,7 @@ func isTemporary(err error) bool {
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	log := s.cfg.Logger.With("peer", c.RemoteAddr().String())
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
-	conn := tls.Server(c, s.cfg.TLS)
+	conn := tls.Server(&batchConn{Conn: c}, s.cfg.TLS)
 	err := conn.HandshakeContext(hctx)
 	if err == nil {
 		err = verifyPeer(hctx, s.cfg.Verifier, conn)

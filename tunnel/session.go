@@ -235,12 +235,21 @@ func (s *Session) Err() error {
 // see which streams the peer closed.
 type wireConn struct {
 	conn net.Conn
+	raw  *batchConn // under conn's TLS, when it is one
 	fail func(error)
 	scan frameScanner
+
+	hdr  [yamuxHeaderSize]byte // a data frame header held for its body
+	held bool
+	buf  []byte
 }
 
-func newWireConn(c net.Conn, fail func(error), peerEnded func(id uint32)) *wireConn {
-	return &wireConn{conn: c, fail: fail, scan: frameScanner{ended: peerEnded}}
+// tlsRecordPayload is the most plaintext one TLS record carries.
+const tlsRecordPayload = 16 << 10
+
+func newWireConn(c *tls.Conn, fail func(error), peerEnded func(id uint32)) *wireConn {
+	raw, _ := c.NetConn().(*batchConn)
+	return &wireConn{conn: c, raw: raw, fail: fail, scan: frameScanner{ended: peerEnded}}
 }
 
 func (w *wireConn) Read(b []byte) (int, error) {
@@ -256,8 +265,42 @@ func (w *wireConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// Write sends what yamux's send loop writes. yamux writes a frame's header
+// and its body separately; a data header is held back and sent with the
+// start of its body, so that a small frame costs one TLS record and one
+// system call instead of two. Only yamux's send loop calls Write.
 func (w *wireConn) Write(b []byte) (int, error) {
+	if !w.held && len(b) == yamuxHeaderSize && b[1] == yamuxTypeData && binary.BigEndian.Uint32(b[8:12]) > 0 {
+		copy(w.hdr[:], b)
+		w.held = true
+		return len(b), nil
+	}
+	if !w.held {
+		return w.write(b)
+	}
+	w.held = false
+	k := min(len(b), tlsRecordPayload-yamuxHeaderSize)
+	w.buf = append(append(w.buf[:0], w.hdr[:]...), b[:k]...)
+	if _, err := w.write(w.buf); err != nil {
+		return 0, err
+	}
+	if k == len(b) {
+		return k, nil
+	}
+	n, err := w.write(b[k:])
+	return k + n, err
+}
+
+func (w *wireConn) write(b []byte) (int, error) {
+	if w.raw != nil {
+		w.raw.begin()
+	}
 	n, err := w.conn.Write(b)
+	if w.raw != nil {
+		if ferr := w.raw.flush(); err == nil && ferr != nil {
+			n, err = 0, ferr
+		}
+	}
 	if err != nil {
 		w.fail(fmt.Errorf("tunnel: write to %s: %w", w.conn.RemoteAddr(), err))
 	}
