@@ -241,3 +241,31 @@ func clientCert(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey) tls
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// NodePKI makes a node CA (PEM, for user data's tunnel_ca) and a client
+// certificate it signed.
+func NodePKI(t testing.TB) (caPEM string, client tls.Certificate) {
+	t.Helper()
+	ca, key := newCA(t)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})), clientCert(t, ca, key)
+}
+
+// Dial opens a node-side tunnel session to addr, verifying the fake evidence.
+func Dial(t testing.TB, addr string, client tls.Certificate) *tunnel.Session {
+	t.Helper()
+	verifier, err := attest.NewVerifier(attest.KindFake, attest.Expectations{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := tunnel.Dial(ctx, addr, tunnel.Config{
+		TLS:      &tls.Config{Certificates: []tls.Certificate{client}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13},
+		Verifier: verifier,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sess.Close() })
+	return sess
+}

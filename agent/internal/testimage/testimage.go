@@ -30,7 +30,7 @@ import (
 const Busybox = "/bin/busybox"
 
 // Applets are linked to busybox in /bin of every test image.
-var Applets = []string{"sh", "echo", "sleep", "cat", "true", "false", "head", "ls", "dd", "yes", "hostname", "tail"}
+var Applets = []string{"sh", "echo", "sleep", "cat", "true", "false", "head", "ls", "dd", "yes", "hostname", "tail", "stty", "env"}
 
 // Registry is an in-process registry on loopback.
 type Registry struct {
