@@ -38,11 +38,17 @@ type Config struct {
 	// StateDir holds one JSON file per VM, user data files, agent logs and
 	// the address pool. Reusing a StateDir reuses its VMs.
 	StateDir string
-	// Command returns the command line of one VM's agent given its user
-	// data file. Default: AgentPath --userdata-file FILE.
-	Command func(userdataFile string) []string
+	// Command returns the command line of one VM's agent. Default:
+	// AgentPath --userdata-file VM.UserData --state-dir VM.AgentDir AgentArgs...
+	// It runs in the VM's network namespace and in UTS, IPC and mount
+	// namespaces of its own (unshare), so a hostname or mount it makes stays
+	// in its "VM".
+	Command func(vm *VM) []string
 	// AgentPath is the podvm-agent binary (used by the default Command).
 	AgentPath string
+	// AgentArgs are extra agent flags for the default Command
+	// (e.g. --dev-allow-all-policy, --pause-bundle DIR).
+	AgentArgs []string
 	// Pool is the IPv4 prefix to carve /30s from (one per VM). Default: a random
 	// 10.x.y.0/20, chosen once per StateDir and kept there.
 	Pool netip.Prefix
@@ -74,6 +80,7 @@ type VM struct {
 	StartTime uint64            `json:"start_time"` // /proc/PID/stat field 22, against PID reuse
 	Created   time.Time         `json:"created"`
 	UserData  string            `json:"userdata_file"`
+	AgentDir  string            `json:"agent_dir"`
 	Log       string            `json:"log_file"`
 }
 
@@ -86,8 +93,10 @@ func New(cfg Config) (*Provider, error) {
 		if cfg.AgentPath == "" {
 			return nil, provider.Errorf(provider.ErrInvalidConfig, "procprovider: AgentPath or Command is required")
 		}
-		agent := cfg.AgentPath
-		cfg.Command = func(f string) []string { return []string{agent, "--userdata-file", f} }
+		agent, extra := cfg.AgentPath, cfg.AgentArgs
+		cfg.Command = func(vm *VM) []string {
+			return append([]string{agent, "--userdata-file", vm.UserData, "--state-dir", vm.AgentDir}, extra...)
+		}
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("procprovider: %w", err)
@@ -134,7 +143,7 @@ func (p *Provider) Validate(ctx context.Context) error {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return provider.Errorf(provider.ErrInvalidConfig, "procprovider: iproute2 'ip' not found: %v", err)
 	}
-	argv := p.cfg.Command("/dev/null")
+	argv := p.cfg.Command(&VM{UserData: "/dev/null", AgentDir: p.cfg.StateDir})
 	if _, err := exec.LookPath(argv[0]); err != nil {
 		return provider.Errorf(provider.ErrInvalidConfig, "procprovider: agent %s: %v", argv[0], err)
 	}
@@ -179,6 +188,7 @@ func (p *Provider) Create(ctx context.Context, req provider.CreateRequest) (*pro
 	vm.NetNS, vm.HostVeth, vm.VMVeth = "ppn-"+sfx, "pph"+sfx, "ppv"+sfx
 	vm.UserData = filepath.Join(p.cfg.StateDir, id+".userdata")
 	vm.Log = filepath.Join(p.cfg.StateDir, id+".log")
+	vm.AgentDir = filepath.Join(p.cfg.StateDir, id+".agent")
 	if err := p.allocate(vm); err != nil {
 		return nil, err
 	}
@@ -245,12 +255,15 @@ func (p *Provider) start(ctx context.Context, vm *VM, userData []byte) error {
 	if err := os.WriteFile(vm.UserData, userData, 0o600); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(vm.AgentDir, 0o700); err != nil {
+		return err
+	}
 	logf, err := os.OpenFile(vm.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	argv := append([]string{"netns", "exec", vm.NetNS}, p.cfg.Command(vm.UserData)...)
+	argv := append([]string{"netns", "exec", vm.NetNS, "unshare", "--uts", "--ipc", "--mount", "--"}, p.cfg.Command(vm)...)
 	// Not CommandContext: the agent must outlive this call and its caller.
 	cmd := exec.Command("ip", argv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -286,6 +299,18 @@ func (p *Provider) teardown(ctx context.Context, vm *VM) error {
 			waitGone(vm.PID, vm.StartTime, 10*time.Second)
 		}
 	}
+	// Whatever else runs in the VM's network namespace (containers the
+	// agent started in sessions of their own) goes too.
+	if vm.NetNS != "" {
+		if out, err := exec.CommandContext(ctx, "ip", "netns", "pids", vm.NetNS).Output(); err == nil {
+			for _, f := range strings.Fields(string(out)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+					syscall.Kill(pid, syscall.SIGKILL)
+					waitGone(pid, 0, 5*time.Second)
+				}
+			}
+		}
+	}
 	if vm.HostVeth != "" && linkExists(vm.HostVeth) {
 		if err := ip(ctx, "link", "del", vm.HostVeth); err != nil && linkExists(vm.HostVeth) {
 			errs = append(errs, err)
@@ -299,6 +324,11 @@ func (p *Provider) teardown(ctx context.Context, vm *VM) error {
 		}
 	}
 	os.Remove(vm.UserData)
+	if vm.AgentDir != "" {
+		if err := os.RemoveAll(vm.AgentDir); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

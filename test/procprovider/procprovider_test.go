@@ -34,8 +34,8 @@ func TestMain(m *testing.M) {
 }
 
 func fakeAgent() {
-	if len(os.Args) != 3 || os.Args[1] != "--userdata-file" {
-		fmt.Fprintln(os.Stderr, "usage: --userdata-file FILE")
+	if len(os.Args) < 3 || os.Args[1] != "--userdata-file" {
+		fmt.Fprintln(os.Stderr, "usage: --userdata-file FILE ...")
 		os.Exit(2)
 	}
 	b, err := os.ReadFile(os.Args[2])
@@ -48,6 +48,11 @@ func fakeAgent() {
 		// The conformance suite's user data is not meant to be served: idle.
 		select {}
 	}
+	// A VM has a hostname of its own; this must not change the host's.
+	if err := unix.Sethostname([]byte("vm-" + cfg.SandboxID[:8])); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.Port()))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -58,7 +63,8 @@ func fakeAgent() {
 		if err != nil {
 			os.Exit(1)
 		}
-		fmt.Fprintf(c, "%s\n", cfg.SandboxID)
+		host, _ := os.Hostname()
+		fmt.Fprintf(c, "%s %s\n", cfg.SandboxID, host)
 		c.Close()
 	}
 }
@@ -140,8 +146,11 @@ func TestVMSurvivesProviderRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := dialVM(t, fmt.Sprintf("%s:15150", inst.IPs[0]))
-	if err != nil || got != "aaaabbbbccccdddd" {
+	if err != nil || got != "aaaabbbbccccdddd vm-aaaabbbb" {
 		t.Fatalf("VM answered %q, %v", got, err)
+	}
+	if h, _ := os.Hostname(); h == "vm-aaaabbbb" {
+		t.Fatal("the VM changed the host's hostname")
 	}
 	vms, _ := p1.VMs()
 	if len(vms) != 1 {
