@@ -15,10 +15,10 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/peerpod/peerpod/agent"
 	"github.com/peerpod/peerpod/agent/boot"
 	"github.com/peerpod/peerpod/agent/daemon"
 	"github.com/peerpod/peerpod/agent/pause"
+	"github.com/peerpod/peerpod/agent/policy"
 	"github.com/peerpod/peerpod/agent/runc"
 	"github.com/peerpod/peerpod/agent/sandbox"
 	"github.com/peerpod/peerpod/agent/service"
@@ -85,20 +85,22 @@ func run() error {
 		return daemon.Run(ctx, opts)
 	}
 
-	auth, err := authorizer(*allowAll, in != nil && in.Policy() != "", log)
+	policyText := ""
+	if in != nil {
+		policyText = in.Policy()
+	}
+	if *allowAll {
+		log.Warn("!!! --dev-allow-all-policy: EVERY agent request is served whatever the policy says; never use this in production !!!")
+	}
+	auth, err := policy.New(ctx, policyText, policy.Options{AllowAll: *allowAll, Logger: log})
 	if err != nil {
-		return err
+		return fmt.Errorf("initdata policy: %w", err)
 	}
 	sb, err := sandbox.New(sandbox.Config{StateDir: *stateDir, PauseBundle: *pauseBundle, Runc: *runcPath, SetHostname: true, Logger: log})
 	if err != nil {
 		return err
 	}
 	svc := service.New(sb, auth, log)
-	if in != nil && in.Policy() != "" {
-		if _, err := svc.SetPolicy(ctx, policyRequest(in.Policy())); err != nil {
-			return fmt.Errorf("initdata policy: %w", err)
-		}
-	}
 	srv, err := svc.NewServer()
 	if err != nil {
 		return err
@@ -116,14 +118,4 @@ func run() error {
 		return nil
 	}
 	return daemon.Run(ctx, opts)
-}
-
-// authorizer picks the request gate. Without a policy engine in this build,
-// only --dev-allow-all-policy lets the agent serve requests.
-func authorizer(allowAll, havePolicy bool, log *slog.Logger) (agent.Authorizer, error) {
-	if allowAll {
-		log.Warn("!!! --dev-allow-all-policy: EVERY agent request is served, no policy is enforced; never use this in production !!!")
-		return agent.AllowAll{}, nil
-	}
-	return newPolicyAuthorizer(havePolicy, log)
 }
