@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -115,11 +116,15 @@ func (s *Session) Open(ctx context.Context, kind Kind, meta map[string]string) (
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("tunnel: open %q stream: %w", kind, err)
 	}
+	s.wire.opening.Add(1)
 	st, err := s.openStream(ctx)
 	if err != nil {
+		s.wire.opening.Add(-1)
 		return nil, fmt.Errorf("tunnel: open %q stream to %s: %w", kind, s.conn.RemoteAddr(), s.explain(err))
 	}
-	if _, err := st.Write(hdr); err != nil {
+	_, err = st.Write(hdr)
+	s.wire.opening.Add(-1)
+	if err != nil {
 		_ = st.Close()
 		return nil, fmt.Errorf("tunnel: send %q stream header to %s: %w", kind, s.conn.RemoteAddr(), s.explain(err))
 	}
@@ -239,9 +244,8 @@ type wireConn struct {
 	fail func(error)
 	scan frameScanner
 
-	hdr  [yamuxHeaderSize]byte // a data frame header held for its body
-	held bool
-	buf  []byte
+	held    []byte       // frames held for what follows them (see Write)
+	opening atomic.Int32 // Session.Open calls between their SYN and header
 }
 
 // tlsRecordPayload is the most plaintext one TLS record carries.
@@ -265,23 +269,34 @@ func (w *wireConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// Write sends what yamux's send loop writes. yamux writes a frame's header
-// and its body separately; a data header is held back and sent with the
-// start of its body, so that a small frame costs one TLS record and one
-// system call instead of two. Only yamux's send loop calls Write.
+// Write sends what yamux's send loop writes, holding back small frames that
+// are sure to be followed at once so that they share a TLS record and a
+// system call with what follows:
+//   - yamux writes a frame's header and body separately; a data header is
+//     held for its body;
+//   - the SYN of a stream that Session.Open is opening is held for the
+//     stream header Open writes next.
+//
+// Held bytes go out with the next write, whatever it is, so the order of
+// frames on the wire never changes. Only yamux's send loop calls Write.
 func (w *wireConn) Write(b []byte) (int, error) {
-	if !w.held && len(b) == yamuxHeaderSize && b[1] == yamuxTypeData && binary.BigEndian.Uint32(b[8:12]) > 0 {
-		copy(w.hdr[:], b)
-		w.held = true
-		return len(b), nil
+	if len(b) == yamuxHeaderSize && len(w.held) < 64*yamuxHeaderSize {
+		typ, flags := b[1], binary.BigEndian.Uint16(b[2:4])
+		dataHeader := typ == yamuxTypeData && binary.BigEndian.Uint32(b[8:12]) > 0
+		opening := typ == yamuxTypeWindow && flags&yamuxFlagSYN != 0 && w.opening.Load() > 0
+		if dataHeader || opening {
+			w.held = append(w.held, b...)
+			return len(b), nil
+		}
 	}
-	if !w.held {
+	if len(w.held) == 0 {
 		return w.write(b)
 	}
-	w.held = false
-	k := min(len(b), tlsRecordPayload-yamuxHeaderSize)
-	w.buf = append(append(w.buf[:0], w.hdr[:]...), b[:k]...)
-	if _, err := w.write(w.buf); err != nil {
+	k := min(len(b), max(0, tlsRecordPayload-len(w.held)))
+	w.held = append(w.held, b[:k]...)
+	_, err := w.write(w.held)
+	w.held = w.held[:0]
+	if err != nil {
 		return 0, err
 	}
 	if k == len(b) {
@@ -341,6 +356,7 @@ const (
 	yamuxHeaderSize = 12
 	yamuxTypeData   = 0
 	yamuxTypeWindow = 1
+	yamuxFlagSYN    = 0x1
 	yamuxFlagFIN    = 0x4
 	yamuxFlagRST    = 0x8
 )
