@@ -18,6 +18,7 @@ import (
 
 	"github.com/peerpod/peerpod/api/initdata"
 	"github.com/peerpod/peerpod/provider"
+	"github.com/peerpod/peerpod/provider/aws"
 	"github.com/peerpod/peerpod/provider/azure"
 	"github.com/peerpod/peerpod/provider/libvirt"
 	"github.com/peerpod/peerpod/shim/config"
@@ -59,12 +60,22 @@ func run() int {
 }
 
 // providers lists the CLOUD_PROVIDER values this build supports.
-var providers = []string{"azure", "libvirt"}
+var providers = []string{"aws", "azure", "libvirt"}
 
 // newProvider builds the provider CLOUD_PROVIDER names from its own
 // environment keys. Test fixtures (the process provider) are not selectable.
 func newProvider(ctx context.Context, cfg *config.Config) (provider.Provider, error) {
 	switch cfg.CloudProvider {
+	case "aws":
+		c, err := aws.LoadConfig(os.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		p, err := aws.New(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		return sandbox.WithInstanceTypePolicy(p, c.InstanceTypes, c.InstanceType), nil
 	case "azure":
 		c, err := azure.LoadConfig(os.Getenv)
 		if err != nil {
