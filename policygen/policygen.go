@@ -1,0 +1,141 @@
+// Package policygen derives an agent policy from a pod definition: the
+// commands, environment, working directory, user, security context, mounts,
+// exec commands and digest-pinned images of each container become policy
+// data, appended to peerpod's rules (rules.rego), and wrapped in an initdata
+// document whose annotation the pod carries.
+package policygen
+
+import (
+	_ "embed"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/peerpod/peerpod/api/initdata"
+)
+
+// Rules is the Rego text every generated policy starts with.
+//
+//go:embed rules.rego
+var Rules string
+
+// Options configure Generate.
+type Options struct {
+	// Resolver pins images and reads their configuration; required.
+	Resolver ImageResolver
+	// Namespace overrides the workload's namespace ("" = metadata.namespace,
+	// or "default").
+	Namespace string
+	// AnyNamespace leaves the namespace unchecked.
+	AnyNamespace bool
+	// RedactStdout denies ReadStdout/ReadStderr (the agent then returns
+	// empty data: kubectl logs shows nothing).
+	RedactStdout bool
+	// AllowStdin allows WriteStdin/CloseStdin (kubectl attach -i).
+	AllowStdin bool
+	// AllowUpdate allows UpdateContainer (in-place resource resize).
+	AllowUpdate bool
+	// Algorithm is the initdata digest algorithm (default "sha256").
+	Algorithm string
+	// PauseImage is the image reference of the sandbox container as the
+	// runtime sends it (default "pause", the bundle baked into the VM).
+	PauseImage string
+}
+
+// Result is a generated policy.
+type Result struct {
+	// Workload is "<Kind>/<name>".
+	Workload string
+	// Data is the policy data appended to Rules.
+	Data *PolicyData
+	// Policy is the complete Rego text.
+	Policy string
+	// Initdata is the initdata TOML carrying the policy.
+	Initdata []byte
+	// Digest is the initdata digest (what attestation binds).
+	Digest []byte
+	// Annotation is the value of initdata.Annotation to add to the pod.
+	Annotation string
+	// Warnings name what the policy cannot pin.
+	Warnings []string
+}
+
+// Generate builds the policy for the single workload in doc (YAML, possibly
+// several documents: ConfigMaps and Secrets referenced by envFrom are read
+// from the same input).
+func Generate(ctx context.Context, doc []byte, opts Options) (*Result, error) {
+	if opts.Resolver == nil {
+		return nil, errors.New("policygen: no image resolver")
+	}
+	if opts.Algorithm == "" {
+		opts.Algorithm = "sha256"
+	}
+	if opts.PauseImage == "" {
+		opts.PauseImage = "pause"
+	}
+	w, err := parseWorkload(doc)
+	if err != nil {
+		return nil, err
+	}
+	data, warnings, err := buildData(ctx, w, opts)
+	if err != nil {
+		return nil, fmt.Errorf("policygen: %s/%s: %w", w.Kind, w.Name, err)
+	}
+	policy, err := Render(data)
+	if err != nil {
+		return nil, err
+	}
+	toml, err := initdata.Marshal(opts.Algorithm, map[string]string{initdata.KeyPolicy: policy})
+	if err != nil {
+		return nil, fmt.Errorf("policygen: %w", err)
+	}
+	id, err := initdata.Parse(toml)
+	if err != nil {
+		return nil, fmt.Errorf("policygen: %w", err)
+	}
+	anno, err := initdata.EncodeAnnotation(toml)
+	if err != nil {
+		return nil, fmt.Errorf("policygen: %w", err)
+	}
+	return &Result{
+		Workload:   w.Kind + "/" + w.Name,
+		Data:       data,
+		Policy:     policy,
+		Initdata:   toml,
+		Digest:     id.Digest(),
+		Annotation: anno,
+		Warnings:   warnings,
+	}, nil
+}
+
+// Render returns Rules followed by "policy_data := <data as JSON>".
+func Render(data *PolicyData) (string, error) {
+	b, err := json.MarshalIndent(data, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("policygen: encode policy data: %w", err)
+	}
+	return Rules + "\npolicy_data := " + string(b) + "\n", nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func quoteMeta(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`\.+*?()|[]{}^$`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
