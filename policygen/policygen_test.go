@@ -256,7 +256,9 @@ func TestGeneratedPolicyDenialsNameTheDifference(t *testing.T) {
 	}{
 		{"command", func(r *agent.CreateContainerRequest) { r.OCI.Process.Args[2] = "9090" }, `command: policy ["/app/server", "--port", "8080"] request ["/app/server", "--port", "9090"]`},
 		{"env changed", func(r *agent.CreateContainerRequest) { r.OCI.Process.Env[2] = "MODE=debug" }, `env: not allowed ["MODE=debug"] missing ["MODE=production"]`},
-		{"env added", func(r *agent.CreateContainerRequest) { r.OCI.Process.Env = append(r.OCI.Process.Env, "LD_PRELOAD=/tmp/x.so") }, `env: not allowed ["LD_PRELOAD=/tmp/x.so"]`},
+		{"env added", func(r *agent.CreateContainerRequest) {
+			r.OCI.Process.Env = append(r.OCI.Process.Env, "LD_PRELOAD=/tmp/x.so")
+		}, `env: not allowed ["LD_PRELOAD=/tmp/x.so"]`},
 		{"image digest", func(r *agent.CreateContainerRequest) {
 			r.Storages[0].Source = strings.Split(pinned, "@")[0] + "@sha256:" + strings.Repeat("1", 64)
 		}, "image: policy " + pinned},
@@ -272,7 +274,9 @@ func TestGeneratedPolicyDenialsNameTheDifference(t *testing.T) {
 		{"privilege escalation", func(r *agent.CreateContainerRequest) { r.OCI.Process.NoNewPrivileges = false }, "noNewPrivileges true"},
 		{"user", func(r *agent.CreateContainerRequest) { r.OCI.Process.User.UID = 0 }, "user: policy uid 1000 request uid 0"},
 		{"working dir", func(r *agent.CreateContainerRequest) { r.OCI.Process.Cwd = "/" }, `working dir: policy /srv request /`},
-		{"namespace", func(r *agent.CreateContainerRequest) { r.OCI.Annotations["io.kubernetes.cri.sandbox-namespace"] = "default" }, "namespace: policy shop request default"},
+		{"namespace", func(r *agent.CreateContainerRequest) {
+			r.OCI.Annotations["io.kubernetes.cri.sandbox-namespace"] = "default"
+		}, "namespace: policy shop request default"},
 		{"unknown container", func(r *agent.CreateContainerRequest) { r.OCI.Annotations["io.kubernetes.cri.container-name"] = "miner" }, "CreateContainerRequest is blocked"},
 		{"hooks", func(r *agent.CreateContainerRequest) { r.OCI.Hooks = &agent.Hooks{} }, "hooks"},
 	}
