@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -49,11 +50,12 @@ func (mg *Manager) CreateVM(ctx context.Context, id string, annots map[string]st
 	}
 	log := sandboxLogger(mg.log, &e)
 
-	mg.mu.Lock()
-	if mg.closed {
-		mg.mu.Unlock()
-		return "", fmt.Errorf("sandbox %s: %w: daemon shutting down", id, ErrState)
+	end, err := mg.begin(id)
+	if err != nil {
+		return "", err
 	}
+	defer end()
+	mg.mu.Lock()
 	if old, ok := mg.sandboxes[id]; ok {
 		mg.mu.Unlock()
 		if st := old.snapshot(); st.State == journal.Created {
@@ -62,7 +64,7 @@ func (mg *Manager) CreateVM(ctx context.Context, id string, annots map[string]st
 			return "", fmt.Errorf("sandbox %s: %w (state %s)", id, ErrExists, st.State)
 		}
 	}
-	s := &sandbox{id: id, log: log, ready: make(chan struct{}), gone: make(chan struct{})}
+	s := mg.newSandbox(e, log)
 	s.mu.Lock() // held until the socket is up, so StartVM/StopVM wait for it
 	defer s.mu.Unlock()
 	mg.sandboxes[id] = s
@@ -88,6 +90,11 @@ func trimID(err error) string {
 		return msg[3:]
 	}
 	return msg
+}
+
+func (mg *Manager) newSandbox(e journal.Entry, log *slog.Logger) *sandbox {
+	return &sandbox{id: e.SandboxID, log: log, past: &mg.pastReconnects, entry: e,
+		ready: make(chan struct{}), gone: make(chan struct{})}
 }
 
 // forget drops a sandbox from the table.

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerpod/peerpod/api/userdata"
@@ -100,11 +101,13 @@ type Manager struct {
 	ctx    context.Context // ends on Close: background work stops
 	cancel context.CancelFunc
 
+	ops sync.WaitGroup // lifecycle calls in flight
+
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox
 	closed    bool
-	// reconnects of tunnel clients already closed.
-	pastReconnects uint64
+	// reconnects of tunnel clients already closed, so the total stays monotonic.
+	pastReconnects atomic.Uint64
 }
 
 // New checks opts and makes a Manager with no sandboxes; call Restore next.
@@ -163,9 +166,10 @@ func New(opts Options) (*Manager, error) {
 // sandbox is one pod's runtime state. mu serializes lifecycle calls; the
 // fields under stateMu may be read by the proxy and status at any time.
 type sandbox struct {
-	id  string
-	log *slog.Logger
-	mu  sync.Mutex
+	id   string
+	log  *slog.Logger
+	mu   sync.Mutex
+	past *atomic.Uint64 // the manager's pastReconnects
 
 	stateMu sync.Mutex
 	entry   journal.Entry // last written entry
@@ -324,7 +328,7 @@ func (mg *Manager) Owns(vm provider.Instance) bool {
 // Reconnects is the total of tunnel re-dials over all VMs.
 func (mg *Manager) Reconnects() uint64 {
 	mg.mu.Lock()
-	total := mg.pastReconnects
+	total := mg.pastReconnects.Load()
 	all := make([]*sandbox, 0, len(mg.sandboxes))
 	for _, s := range mg.sandboxes {
 		all = append(all, s)
@@ -356,6 +360,7 @@ func (mg *Manager) Close() error {
 	}
 	mg.mu.Unlock()
 	mg.cancel()
+	mg.ops.Wait() // in-flight calls end promptly: their work is bound to mg.ctx
 	for _, s := range all {
 		s.stateMu.Lock()
 		p, c := s.proxy, s.client
@@ -369,6 +374,25 @@ func (mg *Manager) Close() error {
 	}
 	mg.bg.Wait()
 	return nil
+}
+
+// begin registers a lifecycle call; the returned func ends it. It fails
+// once the manager is closing.
+func (mg *Manager) begin(id string) (func(), error) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	if mg.closed {
+		return nil, fmt.Errorf("sandbox %s: %w: peerpodd is shutting down", id, ErrState)
+	}
+	mg.ops.Add(1)
+	return mg.ops.Done, nil
+}
+
+// bound returns ctx ended also when the manager closes.
+func (mg *Manager) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(mg.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // goBackground runs f unless the manager is closed.

@@ -525,3 +525,67 @@ func TestInstanceTypeSelection(t *testing.T) {
 		})
 	}
 }
+
+// A shutdown during StartVM leaves the record for the next start, which
+// cleans the interrupted create up; StopVM then succeeds.
+func TestShutdownDuringStart(t *testing.T) {
+	e := newEnv(t)
+	m1 := e.manager(t, nil)
+	ctx := ctxT(t, time.Minute)
+	if _, err := m1.CreateVM(ctx, "interrupted", kataAnnotations("slow"), ""); err != nil {
+		t.Fatal(err)
+	}
+	e.prov.SetFaults(sandboxtest.Faults{CreateDelay: 30 * time.Second})
+	errc := make(chan error, 1)
+	go func() { errc <- m1.StartVM(ctx, "interrupted") }()
+	for {
+		if st := m1.Status(); len(st) == 1 && st[0].State == journal.Provisioning {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	m1.Close()
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "shutting down") {
+		t.Fatalf("StartVM during shutdown = %v", err)
+	}
+	ent, err := journal.ReadDir(filepath.Join(e.stateDir, "sandboxes"))
+	if err != nil || len(ent) != 1 || ent[0].State != journal.Provisioning {
+		t.Fatalf("journal after shutdown: %+v, %v", ent, err)
+	}
+	e.prov.SetFaults(sandboxtest.Faults{})
+	m2 := e.manager(t, nil)
+	if err := m2.StopVM(ctx, "interrupted"); err != nil {
+		t.Fatalf("StopVM after restart: %v", err)
+	}
+	if vms := e.prov.VMs(); len(vms) != 0 {
+		t.Fatalf("VMs left: %v", vms)
+	}
+	if f := journalFiles(t, e); len(f) != 0 {
+		t.Fatalf("journal left: %v", f)
+	}
+}
+
+func TestSweepAbandoned(t *testing.T) {
+	e := newEnv(t)
+	m := e.manager(t, func(o *sandbox.Options) { o.TombstoneTTL = time.Nanosecond })
+	ctx := ctxT(t, time.Minute)
+	path, err := m.CreateVM(ctx, "never-started", kataAnnotations("x"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreateVM(ctx, "running", kataAnnotations("y"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.StartVM(ctx, "running"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Millisecond)
+	m.Sweep()
+	st := m.Status()
+	if len(st) != 1 || st[0].SandboxID != "running" {
+		t.Fatalf("after sweep: %+v", st)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("swept sandbox's socket left: %v", err)
+	}
+}

@@ -28,7 +28,7 @@ func (mg *Manager) Restore(ctx context.Context) error {
 			return err
 		}
 		e := *e
-		s := &sandbox{id: e.SandboxID, log: sandboxLogger(mg.log, &e), ready: make(chan struct{}), gone: make(chan struct{}), entry: e}
+		s := mg.newSandbox(e, sandboxLogger(mg.log, &e))
 		mg.mu.Lock()
 		if _, dup := mg.sandboxes[e.SandboxID]; dup {
 			mg.mu.Unlock()

@@ -32,6 +32,13 @@ func (mg *Manager) StartVM(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	end, err := mg.begin(id)
+	if err != nil {
+		return err
+	}
+	defer end()
+	ctx, cancel := mg.bound(ctx)
+	defer cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.snapshot()
@@ -118,6 +125,14 @@ func (mg *Manager) StartVM(ctx context.Context, id string) error {
 		return mg.fail(s, e, "journal", fmt.Errorf("start sandbox %s: %w", id, err))
 	}
 	s.setClient(client)
+	mg.goBackground(func(ctx context.Context) {
+		// Dial now so the runtime's first agent request finds a session.
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if _, err := client.Session(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("tunnel dial after start failed; the next agent request retries", "err", err)
+		}
+	})
 	took := time.Since(start)
 	mg.m.AgentReadySeconds.WithLabelValues(mg.pname).Observe(took.Seconds())
 	log.Info("sandbox running", "vm", name, "took", took.Round(time.Millisecond))
@@ -281,6 +296,13 @@ func (mg *Manager) sendSecrets(ctx context.Context, s *sandbox, sess *tunnel.Ses
 // fail cleans up a start that went wrong: deletes the VM (if one may
 // exist), closes the socket and tunnel, and keeps a "failed" record.
 func (mg *Manager) fail(s *sandbox, e journal.Entry, cause string, err error) error {
+	if mg.ctx.Err() != nil {
+		// Shutting down: leave the record as it is; the next start finds
+		// an interrupted create and cleans it up.
+		s.log.Warn("start interrupted by shutdown", "state", e.State, "err", err)
+		s.close()
+		return fmt.Errorf("%w (interrupted: peerpodd is shutting down)", err)
+	}
 	s.log.Error("start failed; cleaning up", "cause", cause, "err", err)
 	mg.m.StartFailures.WithLabelValues(mg.pname, cause).Inc()
 	s.close()

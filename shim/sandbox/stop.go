@@ -21,6 +21,11 @@ func (mg *Manager) StopVM(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	end, err := mg.begin(id)
+	if err != nil {
+		return err
+	}
+	defer end()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.snapshot()
@@ -81,6 +86,7 @@ func (s *sandbox) close() {
 	}
 	if c != nil {
 		c.Close()
+		s.past.Add(c.Reconnects())
 	}
 }
 
@@ -93,9 +99,11 @@ func (mg *Manager) removeSocketDir(id string) {
 
 // deleteVM deletes the sandbox's VM: by id when known, otherwise every VM
 // of this node tagged with the sandbox id (a crash may have come between
-// the create and the journal write). It is detached from callers' contexts.
+// the create and the journal write). It is detached from callers' contexts
+// and ends only when done, after DeleteTimeout, or when the manager closes
+// (the journal then says "stopping" and the next start finishes it).
 func (mg *Manager) deleteVM(s *sandbox, e journal.Entry) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(mg.ctx), mg.opts.DeleteTimeout)
+	ctx, cancel := context.WithTimeout(mg.ctx, mg.opts.DeleteTimeout)
 	defer cancel()
 	ids := []string{}
 	if e.VMID != "" {
@@ -145,23 +153,30 @@ func (mg *Manager) selector() map[string]string {
 // Selector is the tag set of this node's VMs (for the reconciler and status tools).
 func (mg *Manager) Selector() map[string]string { return mg.selector() }
 
-// Sweep drops the records of failed sandboxes older than TombstoneTTL
-// whose VM is gone; the runtime normally removes them with StopVM.
+// Sweep drops abandoned records older than TombstoneTTL: failed
+// sandboxes whose VM is gone (the runtime normally removes them with
+// StopVM) and sandboxes created but never started (the runtime calls
+// StartVM right after CreateVM).
 func (mg *Manager) Sweep() {
+	abandoned := func(e journal.Entry) bool {
+		old := time.Since(e.Updated) > mg.opts.TombstoneTTL
+		return old && (e.State == journal.Created || (e.State == journal.Failed && e.VMID == ""))
+	}
 	mg.mu.Lock()
 	var old []*sandbox
 	for _, s := range mg.sandboxes {
-		e := s.snapshot()
-		if e.State == journal.Failed && e.VMID == "" && time.Since(e.Updated) > mg.opts.TombstoneTTL {
+		if abandoned(s.snapshot()) {
 			old = append(old, s)
 		}
 	}
 	mg.mu.Unlock()
 	for _, s := range old {
 		s.mu.Lock()
-		if e := s.snapshot(); e.State == journal.Failed {
+		if e := s.snapshot(); abandoned(e) {
+			s.log.Info("sweeping abandoned sandbox", "state", e.State, "updated", e.Updated)
+			s.close()
 			if err := mg.finish(s); err != nil {
-				s.log.Warn("sweeping failed sandbox", "err", err)
+				s.log.Warn("sweeping abandoned sandbox", "err", err)
 			}
 		}
 		s.mu.Unlock()
