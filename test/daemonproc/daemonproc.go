@@ -93,8 +93,12 @@ type Options struct {
 	// Dir holds the endpoint, pods dir, state dir and log (keep it short:
 	// unix socket paths are limited to 107 bytes).
 	Dir string
-	// Env are peerpodd and fixture variables; CLOUD_PROVIDER is required.
+	// Env are peerpodd and fixture variables; CLOUD_PROVIDER is required
+	// unless Binary chooses its provider itself.
 	Env map[string]string
+	// Binary is the daemon executable; empty re-executes the test binary,
+	// whose TestMain must call IsChild and Main.
+	Binary string
 }
 
 // Daemon is a running daemon child.
@@ -151,6 +155,10 @@ func start(opts Options) (*Daemon, error) {
 	defer logf.Close()
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
 	cmd.Env = append(os.Environ(), EnvChild+"=1")
+	if opts.Binary != "" {
+		cmd = exec.Command(opts.Binary)
+		cmd.Env = os.Environ()
+	}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -214,7 +222,9 @@ func (d *Daemon) Tail(n int) string {
 
 // Metric reads one unlabelled sample (e.g. go_goroutines) from /metrics.
 func (d *Daemon) Metric(name string) (float64, error) {
-	resp, err := http.Get("http://" + d.ProbeAddr + "/metrics")
+	// No keep-alive: an idle connection would hold a goroutine in peerpodd.
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := hc.Get("http://" + d.ProbeAddr + "/metrics")
 	if err != nil {
 		return 0, err
 	}
@@ -246,20 +256,20 @@ func (d *Daemon) RSS() (int64, error) {
 	return 0, errors.New("VmRSS not found")
 }
 
-// BuildAgent builds cmd/podvm-agent into dir and returns its path. The
-// module root is found from the working directory.
-func BuildAgent(t testing.TB, dir string) string {
+// Build builds the main package pkg (module-relative, "./cmd/podvm-agent")
+// into dir and returns the binary's path.
+func Build(t testing.TB, dir, pkg string) string {
 	t.Helper()
 	root, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "podvm-agent")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/podvm-agent")
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build podvm-agent: %v\n%s", err, b)
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return out
 }
