@@ -65,7 +65,7 @@ func (c *Client) Open(ctx context.Context, kind Kind, meta map[string]string) (n
 // Session returns the current session, dialling if there is none; it waits
 // for a dial in progress until ctx ends.
 func (c *Client) Session(ctx context.Context) (*Session, error) {
-	if err := c.cfg.Validate(); err != nil {
+	if _, err := dialConfig(c.addr, c.cfg); err != nil {
 		return nil, err
 	}
 	for {

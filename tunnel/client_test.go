@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"strings"
@@ -111,5 +112,12 @@ func TestClientErrors(t *testing.T) {
 	defer bad.Close()
 	if _, err := bad.Session(context.Background()); err == nil || !strings.Contains(err.Error(), "Config.TLS") {
 		t.Fatalf("Session with no TLS = %v, want the config error", err)
+	}
+	noCert := pki.client
+	noCert.TLS = &tls.Config{RootCAs: pki.ca.pool}
+	bad2 := NewClient(addr, noCert)
+	defer bad2.Close()
+	if _, err := bad2.Session(context.Background()); err == nil || !strings.Contains(err.Error(), "client certificate") {
+		t.Fatalf("Session with no client certificate = %v, want the config error", err)
 	}
 }

@@ -12,21 +12,11 @@ import (
 // 1.3 handshake presenting the caller's certificate, runs cfg.Verifier on
 // the result, and returns the session. The node dials; the VM serves.
 func Dial(ctx context.Context, addr string, cfg Config) (*Session, error) {
-	cfg, err := cfg.withDefaults()
+	cfg, err := dialConfig(addr, cfg)
 	if err != nil {
 		return nil, err
 	}
 	t := cfg.TLS
-	if len(t.Certificates) == 0 && t.GetClientCertificate == nil {
-		return nil, fmt.Errorf("tunnel: Config.TLS has no client certificate; the tunnel needs mutual authentication")
-	}
-	if t.ServerName == "" && !t.InsecureSkipVerify {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			return nil, fmt.Errorf("tunnel: dial %q: %w", addr, err)
-		}
-		t.ServerName = host
-	}
 
 	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
@@ -63,6 +53,27 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Session, error) {
 	}
 	s.log.Debug("tunnel session open")
 	return s, nil
+}
+
+// dialConfig returns cfg with defaults for dialing addr, or why it cannot
+// be used: errors that no retry would cure.
+func dialConfig(addr string, cfg Config) (Config, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return Config{}, err
+	}
+	t := cfg.TLS
+	if len(t.Certificates) == 0 && t.GetClientCertificate == nil {
+		return Config{}, fmt.Errorf("tunnel: Config.TLS has no client certificate; the tunnel needs mutual authentication")
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return Config{}, fmt.Errorf("tunnel: dial %q: %w", addr, err)
+	}
+	if t.ServerName == "" && !t.InsecureSkipVerify {
+		t.ServerName = host
+	}
+	return cfg, nil
 }
 
 // verifyPeer checks the negotiated protocol and runs v, if any.
