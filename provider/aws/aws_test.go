@@ -748,4 +748,21 @@ func TestManyParallelCreates(t *testing.T) {
 	if len(seen) != n || len(f.srv.Instances()) != n {
 		t.Fatalf("%d distinct ids, %d instances", len(seen), len(f.srv.Instances()))
 	}
+	if got := len(f.srv.Requests("DescribeImages")); got != 1 {
+		t.Fatalf("%d concurrent creates made %d DescribeImages calls, want 1", n, got)
+	}
+}
+
+func TestImageLookupFailureNotCached(t *testing.T) {
+	f := newFixture(t, ec2test.Options{}, nil)
+	f.srv.Inject("DescribeImages", ec2test.Fault{Code: "InternalError", Times: 3})
+	if _, err := f.p.Create(ctxT(t), request("img1")); !errors.Is(err, provider.ErrTransient) || !strings.Contains(err.Error(), KeyImageID) {
+		t.Fatalf("create while DescribeImages fails: %v", err)
+	}
+	if _, err := f.p.Create(ctxT(t), request("img2")); err != nil {
+		t.Fatalf("create after DescribeImages recovered: %v", err)
+	}
+	if n := len(f.srv.Instances()); n != 1 {
+		t.Fatalf("%d instances", n)
+	}
 }

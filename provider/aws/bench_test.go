@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	ec2test "github.com/peerpod/peerpod/test/ec2"
 )
@@ -30,9 +32,10 @@ func benchFixture(b *testing.B, eo ec2test.Options) (*ec2test.Server, *Provider)
 	return srv, p
 }
 
-// BenchmarkCreateDelete measures our cost of one create (RunInstances, the
-// running waiter's DescribeInstances) and one delete against the local
-// endpoint, next to one bare SDK call on the same endpoint as the baseline.
+// BenchmarkCreateDelete measures one create (RunInstances, the running
+// waiter's DescribeInstances) and one delete against the local endpoint. The
+// baselines on the same endpoint: one bare SDK call, and the same three calls
+// made directly with minimal parameters.
 func BenchmarkCreateDelete(b *testing.B) {
 	ctx := context.Background()
 	b.Run("baseline-sdk-call", func(b *testing.B) {
@@ -40,6 +43,27 @@ func BenchmarkCreateDelete(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := p.client.DescribeInstances(ctx, &ec2.DescribeInstancesInput{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("baseline-sdk-run-describe-terminate", func(b *testing.B) {
+		_, p := benchFixture(b, ec2test.Options{})
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			out, err := p.client.RunInstances(ctx, &ec2.RunInstancesInput{MinCount: sdkaws.Int32(1), MaxCount: sdkaws.Int32(1),
+				ImageId: sdkaws.String(ec2test.DefaultImage.ID), InstanceType: types.InstanceTypeM6aLarge,
+				ClientToken: sdkaws.String(fmt.Sprintf("bench-%d", i))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids := []string{*out.Instances[0].InstanceId}
+			if _, err := p.client.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids}); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := p.client.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: ids}); err != nil {
 				b.Fatal(err)
 			}
 		}

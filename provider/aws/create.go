@@ -209,14 +209,39 @@ func checkTags(tags map[string]string) error {
 	return nil
 }
 
-// image returns the root device of an AMI, asking DescribeImages once per AMI.
+// image returns the root device of an AMI. DescribeImages is called once per
+// AMI: concurrent creates wait for the first call instead of each making one.
 func (p *Provider) image(ctx context.Context, id string) (imageInfo, error) {
 	p.mu.Lock()
-	info, ok := p.rootDevice[id]
+	e, ok := p.images[id]
+	if !ok {
+		e = &imageEntry{done: make(chan struct{})}
+		p.images[id] = e
+	}
 	p.mu.Unlock()
 	if ok {
-		return info, nil
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return imageInfo{}, fmt.Errorf("image %s: %w", id, ctx.Err())
+		}
+		if e.err != nil {
+			return imageInfo{}, e.err
+		}
+		return e.info, nil
 	}
+	e.info, e.err = p.describeImage(ctx, id)
+	if e.err != nil {
+		// Let a later call ask again.
+		p.mu.Lock()
+		delete(p.images, id)
+		p.mu.Unlock()
+	}
+	close(e.done)
+	return e.info, e.err
+}
+
+func (p *Provider) describeImage(ctx context.Context, id string) (imageInfo, error) {
 	out, err := p.client.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}})
 	if err != nil {
 		return imageInfo{}, classify(err, "image %s (%s)", id, KeyImageID)
@@ -225,15 +250,12 @@ func (p *Provider) image(ctx context.Context, id string) (imageInfo, error) {
 		return imageInfo{}, provider.Errorf(provider.ErrInvalidConfig, "image %s (%s): not found or has no root device", id, KeyImageID)
 	}
 	im := out.Images[0]
-	info = imageInfo{rootDevice: *im.RootDeviceName}
+	info := imageInfo{rootDevice: *im.RootDeviceName}
 	for _, bd := range im.BlockDeviceMappings {
 		if sdkaws.ToString(bd.DeviceName) == info.rootDevice && bd.Ebs != nil {
 			info.sizeGiB = sdkaws.ToInt32(bd.Ebs.VolumeSize)
 		}
 	}
-	p.mu.Lock()
-	p.rootDevice[id] = info
-	p.mu.Unlock()
 	return info, nil
 }
 

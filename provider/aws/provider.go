@@ -35,13 +35,20 @@ type Provider struct {
 	waitMin, waitMax time.Duration
 	runningTimeout   time.Duration
 
-	mu         sync.Mutex
-	rootDevice map[string]imageInfo // AMI id → root device
+	mu     sync.Mutex
+	images map[string]*imageEntry // AMI id → root device, asked once
 }
 
 type imageInfo struct {
 	rootDevice string
 	sizeGiB    int32
+}
+
+// imageEntry is one AMI's DescribeImages answer; done closes when it is in.
+type imageEntry struct {
+	done chan struct{}
+	info imageInfo
+	err  error
 }
 
 var (
@@ -159,7 +166,7 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Provider, error) {
 	return &Provider{
 		cfg: c, client: client, log: o.log,
 		waitMin: o.waitMin, waitMax: o.waitMax, runningTimeout: o.runningTimeout,
-		rootDevice: map[string]imageInfo{},
+		images: map[string]*imageEntry{},
 	}, nil
 }
 
