@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/peerpod/peerpod/api/initdata"
 )
 
@@ -61,6 +63,10 @@ type Result struct {
 	Annotation string
 	// Warnings name what the policy cannot pin.
 	Warnings []string
+	// Pinned maps each image reference of the pod that is not pinned by
+	// digest to the pinned reference the policy requires: the runtime sends
+	// the pod's reference, so the pod must use the pinned one.
+	Pinned map[string]string
 }
 
 // Generate builds the policy for the single workload in doc (YAML, possibly
@@ -108,6 +114,7 @@ func Generate(ctx context.Context, doc []byte, opts Options) (*Result, error) {
 		Digest:     id.Digest(),
 		Annotation: anno,
 		Warnings:   warnings,
+		Pinned:     pinned(w, data),
 	}, nil
 }
 
@@ -138,4 +145,16 @@ func quoteMeta(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// pinned lists the pod's image references that differ from the policy's.
+func pinned(w *workload, data *PolicyData) map[string]string {
+	out := map[string]string{}
+	all := append(append([]corev1.Container{}, w.Spec.InitContainers...), w.Spec.Containers...)
+	for i, c := range all {
+		if got := data.Containers[i+1].Image; got != c.Image {
+			out[c.Image] = got
+		}
+	}
+	return out
 }

@@ -219,6 +219,9 @@ func TestGeneratedPolicyAllowsThePod(t *testing.T) {
 	if got := res.Data.Containers[1].Image; got != pinned {
 		t.Fatalf("pinned image %q, want %q", got, pinned)
 	}
+	if tag := strings.Split(pinned, "@")[0] + ":1.0"; res.Pinned[tag] != pinned || len(res.Pinned) != 1 {
+		t.Fatalf("Pinned = %v", res.Pinned)
+	}
 	anno, err := initdata.DecodeAnnotation(res.Annotation)
 	if err != nil || string(anno) != string(res.Initdata) {
 		t.Fatalf("annotation does not decode to the initdata: %v", err)
