@@ -54,12 +54,23 @@ func NewClient(addr string, cfg Config) *Client {
 }
 
 // Open starts a stream of kind on the current session (see Session.Open).
+// If that session turns out to be dead, Open tries once more on a new one.
 func (c *Client) Open(ctx context.Context, kind Kind, meta map[string]string) (net.Conn, error) {
-	s, err := c.Session(ctx)
-	if err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		s, err := c.Session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		conn, err := s.Open(ctx, kind, meta)
+		if err == nil || attempt > 0 || s.Err() == nil {
+			return conn, err
+		}
+		c.mu.Lock()
+		if c.sess == s {
+			c.sess = nil
+		}
+		c.mu.Unlock()
 	}
-	return s.Open(ctx, kind, meta)
 }
 
 // Session returns the current session, dialling if there is none; it waits
@@ -165,8 +176,12 @@ func (c *Client) watch(s *Session) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sess == s {
+	switch c.sess {
+	case s:
 		c.sess = nil
+	case nil:
+	default:
+		return // already replaced
 	}
 	if c.ctx.Err() == nil && c.dialing == nil {
 		c.log.Info("tunnel session ended; re-dialling", "addr", c.addr, "err", s.Err())
