@@ -147,4 +147,3 @@ func dirOf(path string) string {
 	}
 	return "."
 }
-
