@@ -81,7 +81,10 @@ func (s *Service) Version(ctx context.Context, req *hypervisor.VersionRequest) (
 // Code is the ttrpc status code for a Manager error.
 func Code(err error) codes.Code {
 	var inv *sandbox.InvalidError
+	var te *sandbox.AgentTimeoutError
 	switch {
+	case errors.As(err, &te):
+		return codes.DeadlineExceeded
 	case errors.As(err, &inv):
 		return codes.InvalidArgument
 	case errors.Is(err, sandbox.ErrNotFound):
@@ -100,10 +103,6 @@ func Code(err error) codes.Code {
 		return codes.ResourceExhausted
 	case errors.Is(err, provider.ErrThrottled), errors.Is(err, provider.ErrTransient):
 		return codes.Unavailable
-	}
-	var te *sandbox.AgentTimeoutError
-	if errors.As(err, &te) {
-		return codes.DeadlineExceeded
 	}
 	return codes.Internal
 }

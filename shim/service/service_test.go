@@ -35,3 +35,10 @@ func TestCode(t *testing.T) {
 		}
 	}
 }
+
+func TestCodeAgentTimeoutWins(t *testing.T) {
+	err := fmt.Errorf("start: %w", &sandbox.AgentTimeoutError{VM: "v", Timeout: time.Second, Last: context.Canceled})
+	if got := Code(err); got != codes.DeadlineExceeded {
+		t.Fatalf("Code = %v", got)
+	}
+}
