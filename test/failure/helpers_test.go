@@ -41,13 +41,12 @@ func silentAgent(addr string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	var held []net.Conn
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return 1
 		}
-		held = append(held, c) // never read, never write, never close
+		go io.Copy(io.Discard, c) // read whatever comes; never answer, never close
 	}
 }
 
