@@ -181,6 +181,11 @@ func TestThousandConcurrentStreams(t *testing.T) {
 	if s.Err() != nil {
 		t.Fatalf("session ended: %v", s.Err())
 	}
+	left := 0
+	s.live.Range(func(any, any) bool { left++; return true })
+	if left != 0 {
+		t.Fatalf("%d closed streams still tracked", left)
+	}
 }
 
 func TestTLSRefusals(t *testing.T) {

@@ -29,9 +29,10 @@ type Session struct {
 	log   *slog.Logger
 	state tls.ConnectionState
 
-	// ended holds the streams the peer has closed or reset (by yamux
-	// stream ID), seen on the wire before yamux handles the frame.
-	ended sync.Map
+	// live maps the yamux ID of each stream open on this side to whether
+	// the peer has closed or reset it (an *atomic.Bool), as seen on the
+	// wire before yamux handles the frame. Entries go when this side closes.
+	live sync.Map
 
 	mu          sync.Mutex
 	closedLocal bool
@@ -47,7 +48,14 @@ func newSession(conn *tls.Conn, cfg Config, client bool) (*Session, error) {
 		state: conn.ConnectionState(),
 		log:   cfg.Logger.With("peer", conn.RemoteAddr().String()),
 	}
-	s.wire = newWireConn(conn, s.fail, func(id uint32) { s.ended.Store(id, struct{}{}) })
+	s.wire = newWireConn(conn, s.fail, frameScanner{
+		opened: func(id uint32) { s.live.Store(id, new(atomic.Bool)) },
+		ended: func(id uint32) {
+			if v, ok := s.live.Load(id); ok {
+				v.(*atomic.Bool).Store(true)
+			}
+		},
+	})
 	yc := &yamux.Config{
 		AcceptBacklog: cfg.AcceptBacklog,
 		// The session runs its own keepalive so that Err can name a lost peer.
@@ -122,6 +130,7 @@ func (s *Session) Open(ctx context.Context, kind Kind, meta map[string]string) (
 		s.wire.opening.Add(-1)
 		return nil, fmt.Errorf("tunnel: open %q stream to %s: %w", kind, s.conn.RemoteAddr(), s.explain(err))
 	}
+	s.track(st.StreamID())
 	_, err = st.Write(hdr)
 	s.wire.opening.Add(-1)
 	if err != nil {
@@ -166,7 +175,7 @@ func (s *Session) streamErr(id uint32, err error) error {
 		if !s.mux.IsClosed() {
 			return err
 		}
-		if _, ok := s.ended.Load(id); ok {
+		if v, ok := s.live.Load(id); ok && v.(*atomic.Bool).Load() {
 			return err
 		}
 		return fmt.Errorf("tunnel: stream cut: %w", s.Err())
@@ -174,8 +183,11 @@ func (s *Session) streamErr(id uint32, err error) error {
 	return s.explain(err)
 }
 
-// forget drops what is known about a stream that is done with.
-func (s *Session) forget(id uint32) { s.ended.Delete(id) }
+// track starts following a stream this side opened.
+func (s *Session) track(id uint32) { s.live.LoadOrStore(id, new(atomic.Bool)) }
+
+// forget stops following a stream this side has closed.
+func (s *Session) forget(id uint32) { s.live.Delete(id) }
 
 // explain replaces yamux's "session shutdown" by why the session ended.
 func (s *Session) explain(err error) error {
@@ -251,9 +263,9 @@ type wireConn struct {
 // tlsRecordPayload is the most plaintext one TLS record carries.
 const tlsRecordPayload = 16 << 10
 
-func newWireConn(c *tls.Conn, fail func(error), peerEnded func(id uint32)) *wireConn {
+func newWireConn(c *tls.Conn, fail func(error), scan frameScanner) *wireConn {
 	raw, _ := c.NetConn().(*batchConn)
-	return &wireConn{conn: c, raw: raw, fail: fail, scan: frameScanner{ended: peerEnded}}
+	return &wireConn{conn: c, raw: raw, fail: fail, scan: scan}
 }
 
 func (w *wireConn) Read(b []byte) (int, error) {
@@ -362,9 +374,11 @@ const (
 )
 
 // frameScanner follows the yamux frames in a byte stream and reports each
-// stream the sender closes (FIN) or resets (RST). It is used by one reader.
+// stream the sender opens (SYN), and closes (FIN) or resets (RST). It is
+// used by one reader.
 type frameScanner struct {
-	ended func(id uint32)
+	opened func(id uint32)
+	ended  func(id uint32)
 	hdr   [yamuxHeaderSize]byte
 	have  int    // bytes of hdr collected
 	skip  uint32 // data bytes of the current frame still to pass
@@ -391,8 +405,13 @@ func (f *frameScanner) scan(b []byte) {
 		if typ == yamuxTypeData {
 			f.skip = binary.BigEndian.Uint32(f.hdr[8:12])
 		}
-		if (typ == yamuxTypeData || typ == yamuxTypeWindow) && flags&(yamuxFlagFIN|yamuxFlagRST) != 0 {
-			f.ended(id)
+		if typ == yamuxTypeData || typ == yamuxTypeWindow {
+			if flags&yamuxFlagSYN != 0 {
+				f.opened(id)
+			}
+			if flags&(yamuxFlagFIN|yamuxFlagRST) != 0 {
+				f.ended(id)
+			}
 		}
 	}
 }
