@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,20 +72,27 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	logf, _ := os.Create(filepath.Join(t.TempDir(), "peerpodd.log"))
-	d, err := daemon.New(daemon.Options{Config: cfg, Provider: prov, ProbeAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
+	// startDaemon runs peerpodd in-process until the returned stop is called.
+	startDaemon := func() (*daemon.Daemon, func()) {
+		d, err := daemon.New(daemon.Options{Config: cfg, Provider: prov, ProbeAddr: "127.0.0.1:0",
+			Logger: slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		select {
+		case <-d.Started():
+		case err := <-done:
+			t.Fatalf("peerpodd: %v", err)
+		}
+		var once sync.Once
+		stop := func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(stop)
+		return d, stop
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-d.Started():
-	case err := <-done:
-		t.Fatalf("peerpodd: %v", err)
-	}
+	_, stop := startDaemon()
 	dump := func() {
 		logf.Sync()
 		b, _ := os.ReadFile(logf.Name())
@@ -124,6 +132,18 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("VMs %+v, %v", vms, err)
 	}
 	vm := vms[0]
+
+	// Restart peerpodd: the VM keeps running, the agent socket answers at
+	// the same path through a re-dialled (and re-attested) tunnel.
+	stop()
+	d, _ := startDaemon()
+	if err := sb.Check(tctx); err != nil {
+		dump()
+		t.Fatalf("Health.Check after a peerpodd restart: %v", err)
+	}
+	if !vm.Alive() {
+		t.Fatal("the VM died with peerpodd")
+	}
 	if err := sb.StopVM(tctx); err != nil {
 		t.Fatalf("StopVM: %v", err)
 	}

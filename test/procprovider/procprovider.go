@@ -192,8 +192,16 @@ func (p *Provider) Create(ctx context.Context, req provider.CreateRequest) (*pro
 	if err := p.allocate(vm); err != nil {
 		return nil, err
 	}
+	// Record the VM before making anything, as a cloud tags a resource when
+	// it is created: if the caller dies mid-create, List still finds the
+	// half-made VM by its tags and Delete removes its namespace and veth.
+	if err := p.save(vm); err != nil {
+		p.release(vm)
+		return nil, fmt.Errorf("procprovider: create %s: %w", req.Name, err)
+	}
 	if err := p.start(ctx, vm, req.UserData); err != nil {
 		p.teardown(context.WithoutCancel(ctx), vm)
+		os.Remove(p.statePath(vm.ID))
 		p.release(vm)
 		return nil, fmt.Errorf("procprovider: create %s: %w", req.Name, err)
 	}
