@@ -205,8 +205,10 @@ func settled(t *testing.T, d *daemonproc.Daemon) *daemon.Status {
 	}
 }
 
-// leftovers lists what prov still holds: VM records and address slots
-// (a slot without a record is a half-made VM: netns, veth, maybe a process).
+// leftovers lists the VMs prov still holds (by their records, which
+// procprovider writes before making a namespace, veth or process), and
+// address slots whose VM has no record: a create interrupted between
+// reserving the address and recording the VM, which holds nothing else.
 func leftovers(t *testing.T, stateDir string, prov *procprovider.Provider) (vms []procprovider.VM, orphanSlots []string) {
 	t.Helper()
 	vms, err := prov.VMs()
