@@ -307,6 +307,21 @@ func compareStrings(a, b string) int {
 	return 0
 }
 
+// PodName is "namespace/name" of a sandbox's pod ("" when unknown), for logs.
+func (mg *Manager) PodName(id string) string {
+	mg.mu.Lock()
+	s, ok := mg.sandboxes[id]
+	mg.mu.Unlock()
+	if !ok {
+		return ""
+	}
+	e := s.snapshot()
+	if e.PodNamespace == "" {
+		return e.PodName
+	}
+	return e.PodNamespace + "/" + e.PodName
+}
+
 // Owns reports whether vm belongs to a sandbox that may have a VM
 // (provisioning, running or stopping), for the reconciler.
 func (mg *Manager) Owns(vm provider.Instance) bool {

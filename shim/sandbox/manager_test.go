@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -587,5 +588,62 @@ func TestSweepAbandoned(t *testing.T) {
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("swept sandbox's socket left: %v", err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// Every log line about a sandbox names it and its pod; secrets never appear.
+func TestLogLines(t *testing.T) {
+	e := newEnv(t)
+	var buf syncBuffer
+	const secret = "c2VjcmV0LXJlZ2lzdHJ5LXRva2Vu"
+	m := e.manager(t, func(o *sandbox.Options) {
+		o.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		o.Secrets = func(context.Context, journal.Entry) (*userdata.Secrets, error) {
+			return &userdata.Secrets{AuthJSON: []byte(`{"auths":{"r.example":{"auth":"` + secret + `"}}}`)}, nil
+		}
+	})
+	ctx := ctxT(t, time.Minute)
+	if _, err := m.CreateVM(ctx, "logged", kataAnnotations("logpod"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.StartVM(ctx, "logged"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.StopVM(ctx, "logged"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), secret) {
+		t.Fatal("a secret reached the log")
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		if rec["sandbox_id"] != "logged" || rec["pod"] != "default/logpod" {
+			t.Errorf("line without sandbox id and pod: %s", line)
+		}
+		n++
+	}
+	if n < 4 {
+		t.Fatalf("only %d log lines", n)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/peerpod/peerpod/api/hypervisor"
 	"github.com/peerpod/peerpod/provider"
+	"github.com/peerpod/peerpod/shim/annotations"
 	"github.com/peerpod/peerpod/shim/sandbox"
 )
 
@@ -52,7 +53,12 @@ func New(lc Lifecycle, log *slog.Logger) *Service {
 func (s *Service) CreateVM(ctx context.Context, req *hypervisor.CreateVMRequest) (*hypervisor.CreateVMResponse, error) {
 	path, err := s.lc.CreateVM(ctx, req.GetId(), req.GetAnnotations(), req.GetNetworkNamespacePath())
 	if err != nil {
-		return nil, s.status("CreateVM", req.GetId(), err)
+		a := req.GetAnnotations()
+		pod := a[annotations.SandboxName]
+		if ns := a[annotations.SandboxNamespace]; ns != "" {
+			pod = ns + "/" + pod
+		}
+		return nil, s.status("CreateVM", req.GetId(), pod, err)
 	}
 	return &hypervisor.CreateVMResponse{AgentSocketPath: path}, nil
 }
@@ -60,7 +66,7 @@ func (s *Service) CreateVM(ctx context.Context, req *hypervisor.CreateVMRequest)
 // StartVM implements hypervisor.HypervisorService.
 func (s *Service) StartVM(ctx context.Context, req *hypervisor.StartVMRequest) (*hypervisor.StartVMResponse, error) {
 	if err := s.lc.StartVM(ctx, req.GetId()); err != nil {
-		return nil, s.status("StartVM", req.GetId(), err)
+		return nil, s.status("StartVM", req.GetId(), s.pod(req.GetId()), err)
 	}
 	return &hypervisor.StartVMResponse{}, nil
 }
@@ -68,7 +74,7 @@ func (s *Service) StartVM(ctx context.Context, req *hypervisor.StartVMRequest) (
 // StopVM implements hypervisor.HypervisorService.
 func (s *Service) StopVM(ctx context.Context, req *hypervisor.StopVMRequest) (*hypervisor.StopVMResponse, error) {
 	if err := s.lc.StopVM(ctx, req.GetId()); err != nil {
-		return nil, s.status("StopVM", req.GetId(), err)
+		return nil, s.status("StopVM", req.GetId(), s.pod(req.GetId()), err)
 	}
 	return &hypervisor.StopVMResponse{}, nil
 }
@@ -107,13 +113,25 @@ func Code(err error) codes.Code {
 	return codes.Internal
 }
 
-func (s *Service) status(call, id string, err error) error {
+// PodNamer is implemented by lifecycles that know a sandbox's pod, for logs.
+type PodNamer interface {
+	PodName(id string) string
+}
+
+func (s *Service) pod(id string) string {
+	if n, ok := s.lc.(PodNamer); ok {
+		return n.PodName(id)
+	}
+	return ""
+}
+
+func (s *Service) status(call, id, pod string, err error) error {
 	code := Code(err)
 	lvl := slog.LevelWarn
 	if code == codes.Internal {
 		lvl = slog.LevelError
 	}
-	s.log.Log(context.Background(), lvl, call+" failed", "sandbox_id", id, "code", code.String(), "err", err)
+	s.log.Log(context.Background(), lvl, call+" failed", "sandbox_id", id, "pod", pod, "code", code.String(), "err", err)
 	return status.Errorf(code, "%s: %v", call, err)
 }
 
