@@ -322,3 +322,15 @@ func readEntry(path string) (*Entry, error) {
 	}
 	return &e, nil
 }
+
+// OwnsVM reports whether the sandbox e may own the VM with the given
+// provider id and name: its state is one that can have a VM (provisioning,
+// running, stopping) and the id or name matches (or the id is not known yet).
+// Callers match the VM's sandbox tag to e.SandboxID first.
+func (e *Entry) OwnsVM(vmID, vmName string) bool {
+	switch e.State {
+	case Provisioning, Running, Stopping:
+		return e.VMID == "" || e.VMID == vmID || (e.VMName != "" && e.VMName == vmName)
+	}
+	return false
+}

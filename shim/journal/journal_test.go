@@ -191,3 +191,23 @@ func TestConcurrentSandboxes(t *testing.T) {
 		}
 	}
 }
+
+func TestOwnsVM(t *testing.T) {
+	cases := []struct {
+		e    Entry
+		want bool
+	}{
+		{Entry{State: Running, VMID: "i-1", VMName: "podvm-a"}, true},
+		{Entry{State: Running, VMID: "i-2", VMName: "podvm-a"}, true}, // same name: a re-made VM
+		{Entry{State: Running, VMID: "i-2", VMName: "podvm-b"}, false},
+		{Entry{State: Provisioning, VMName: "podvm-a"}, true},
+		{Entry{State: Stopping, VMID: "i-1"}, true},
+		{Entry{State: Created}, false},
+		{Entry{State: Failed, VMID: "i-1", VMName: "podvm-a"}, false},
+	}
+	for i, c := range cases {
+		if got := c.e.OwnsVM("i-1", "podvm-a"); got != c.want {
+			t.Errorf("case %d: OwnsVM = %v, want %v", i, got, c.want)
+		}
+	}
+}

@@ -333,11 +333,7 @@ func (mg *Manager) Owns(vm provider.Instance) bool {
 		return false
 	}
 	e := s.snapshot()
-	switch e.State {
-	case journal.Provisioning, journal.Running, journal.Stopping:
-		return e.VMID == "" || e.VMID == vm.ID || e.VMName == vm.Name
-	}
-	return false
+	return e.OwnsVM(vm.ID, vm.Name)
 }
 
 // Reconnects is the total of tunnel re-dials over all VMs.
