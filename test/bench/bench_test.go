@@ -170,13 +170,29 @@ func directSocket(b *testing.B, r *rig) string {
 const sandboxes = 200
 
 // BenchmarkCreate200 creates 200 sandboxes at once (CreateVM + StartVM each,
-// on fresh connections) with a provider whose create takes 2 s, then checks
+// on fresh connections) with a provider whose create takes 2 s — after one
+// sandbox alone as the baseline (ratio = 200 at once / one alone) — then checks
 // every agent socket, reads peerpodd's RSS, stops them all and compares
 // peerpodd's goroutine count with its count before. Run it with
 // -benchtime=1x.
 func BenchmarkCreate200(b *testing.B) {
 	r := newRig(b, 2*time.Second)
 	ctx := context.Background()
+	// Baseline: one sandbox alone, which also starts whatever peerpodd
+	// starts lazily; then the goroutine count with no sandbox.
+	t0 := time.Now()
+	one, err := r.kc.NewSandbox(ctx, kataclient.NewSandboxID(), pod(-1), "")
+	if err == nil {
+		err = one.StartVM(ctx)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	single := time.Since(t0)
+	if err := one.StopVM(ctx); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(time.Second)
 	base, err := r.d.Metric("go_goroutines")
 	if err != nil {
 		b.Fatal(err)
@@ -228,7 +244,9 @@ func BenchmarkCreate200(b *testing.B) {
 			b.Fatalf("%d VMs left after StopVM", n)
 		}
 		after := settle(r.d, base)
+		b.ReportMetric(single.Seconds(), "create1-s")
 		b.ReportMetric(took.Seconds(), "create200-s")
+		b.ReportMetric(took.Seconds()/single.Seconds(), "ratio")
 		b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
 		b.ReportMetric(running, "running")
 		b.ReportMetric(after-base, "goroutine-growth")

@@ -275,7 +275,10 @@ type Provider struct {
 
 // NewProvider returns a provider for the farm at url.
 func NewProvider(url string, createDelay time.Duration) *Provider {
-	return &Provider{url: url, delay: createDelay, hc: &http.Client{Timeout: time.Minute}}
+	// No keep-alive: idle connections would hold goroutines in peerpodd
+	// and blur its goroutine count.
+	return &Provider{url: url, delay: createDelay, hc: &http.Client{Timeout: time.Minute,
+		Transport: &http.Transport{DisableKeepAlives: true}}}
 }
 
 // Name implements provider.Provider.
@@ -284,17 +287,20 @@ func (p *Provider) Name() string { return "farm" }
 // Validate implements provider.Provider.
 func (p *Provider) Validate(ctx context.Context) error { return nil }
 
-// Create implements provider.Provider.
+// Create implements provider.Provider. It takes CreateDelay, or longer if
+// the farm takes longer to boot the VM: like a cloud, the VM boots while the
+// call is pending.
 func (p *Provider) Create(ctx context.Context, req provider.CreateRequest) (*provider.Instance, error) {
-	select {
-	case <-time.After(p.delay):
-	case <-ctx.Done():
-		return nil, provider.Classify(provider.ErrTransient, ctx.Err())
-	}
+	done := time.After(p.delay)
 	body, _ := json.Marshal(createReq{Name: req.Name, Tags: req.Tags, UserData: req.UserData})
 	var inst provider.Instance
 	if err := p.do(ctx, http.MethodPost, "/vms", body, &inst); err != nil {
 		return nil, fmt.Errorf("farm: create %s: %w", req.Name, err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, provider.Classify(provider.ErrTransient, ctx.Err())
 	}
 	return &inst, nil
 }
