@@ -71,6 +71,9 @@ type Config struct {
 	Attester string
 	// ClusterID and NodeName identify this node's VMs in tags (CLUSTER_ID, NODE_NAME).
 	ClusterID, NodeName string
+	// PodUID is the daemon's own pod UID (POD_UID, downward API), the owner
+	// of the node's peer-pod capacity.
+	PodUID string
 	// ReconcileGrace is how long an unowned VM is left alone before the
 	// reconciler deletes it (RECONCILE_GRACE); ReconcileInterval is how
 	// often it looks (RECONCILE_INTERVAL).
@@ -292,6 +295,7 @@ func Load(getenv func(string) string, args []string, decodeInitdata InitdataDeco
 	}
 
 	c.ClusterID = get("CLUSTER_ID")
+	c.PodUID = get("POD_UID")
 	c.NodeName = get("NODE_NAME")
 	if c.NodeName == "" {
 		if h, err := os.Hostname(); c.Dev && err == nil {

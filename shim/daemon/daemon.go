@@ -21,6 +21,7 @@ import (
 	"github.com/peerpod/peerpod/shim/config"
 	"github.com/peerpod/peerpod/shim/journal"
 	"github.com/peerpod/peerpod/shim/metrics"
+	"github.com/peerpod/peerpod/shim/nodecap"
 	"github.com/peerpod/peerpod/shim/ops"
 	"github.com/peerpod/peerpod/shim/reconcile"
 	"github.com/peerpod/peerpod/shim/retry"
@@ -50,6 +51,10 @@ type Options struct {
 	Retry retry.Policy
 	// Tunnel overrides tunnel defaults (timeouts, windows).
 	Tunnel tunnel.Config
+	// AdvertiseCapacity publishes kata.peerpods.io/vm = PEERPODS_LIMIT_PER_NODE
+	// on the node when running in a cluster (cmd/peerpodd sets it; tests
+	// leave it off so they never touch a cluster they happen to run in).
+	AdvertiseCapacity bool
 }
 
 // Daemon is one running peerpodd.
@@ -66,6 +71,7 @@ type Daemon struct {
 
 	started   chan struct{}
 	probeAddr string
+	nodecap   *nodecap.Advertiser
 }
 
 // New prepares a daemon: opens the journal and the node CA and builds the
@@ -113,8 +119,14 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	var adv *nodecap.Advertiser
+	if opts.AdvertiseCapacity {
+		if adv, err = nodecap.InCluster(cfg.NodeName, cfg.PodUID, cfg.PodsLimit, log); err != nil {
+			return nil, err
+		}
+	}
 	return &Daemon{cfg: cfg, prov: opts.Provider, log: log, metrics: m, journal: j, mgr: mgr, rec: rec,
-		opts: opts, started: make(chan struct{})}, nil
+		opts: opts, started: make(chan struct{}), nodecap: adv}, nil
 }
 
 // Manager is the sandbox manager.
@@ -205,6 +217,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- service.Serve(sctx, ln, svc) }()
 
+	if d.nodecap != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.nodecap.Run(sctx) }()
+		defer func() {
+			wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := d.nodecap.Withdraw(wctx); err != nil {
+				log.Warn("withdrawing peer-pod capacity failed", "err", err)
+			}
+		}()
+	}
 	wg.Add(3)
 	go func() { defer wg.Done(); d.rec.Run(sctx) }()
 	go func() { defer wg.Done(); d.sweep(sctx) }()
