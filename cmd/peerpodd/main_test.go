@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/peerpod/peerpod/api/initdata"
+	"github.com/peerpod/peerpod/shim/config"
+)
+
+func TestNewProviderRefusesUnknown(t *testing.T) {
+	for _, name := range []string{"gcp", "procprovider", "sandboxtest"} {
+		_, err := newProvider(context.Background(), &config.Config{CloudProvider: name})
+		var ce *config.Error
+		if !errors.As(err, &ce) || ce.Key != "CLOUD_PROVIDER" {
+			t.Errorf("CLOUD_PROVIDER=%s: %v", name, err)
+		}
+	}
+}
+
+func TestDecodeInitdata(t *testing.T) {
+	toml, err := initdata.Marshal("sha256", map[string]string{"aa.toml": "a = 1\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := initdata.EncodeAnnotation(toml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := decodeInitdata(enc); err != nil || got != string(toml) {
+		t.Fatalf("decode = %q, %v", got, err)
+	}
+	if _, err := decodeInitdata("H4sI-not-really"); err == nil {
+		t.Fatal("garbage accepted")
+	}
+}
+
+// The binary stops at start-up with a message naming each bad key.
+func TestBadConfigStopsStartup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "peerpodd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CLOUD_PROVIDER=azure", "PROXY_TIMEOUT=soon", "TLS_SKIP_VERIFY=true"}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit: %v\n%s", err, out)
+	}
+	for _, key := range []string{"ATTESTER", "NODE_NAME", "PROXY_TIMEOUT", "TLS_SKIP_VERIFY"} {
+		if !strings.Contains(string(out), key) {
+			t.Errorf("output does not name %s:\n%s", key, out)
+		}
+	}
+}
