@@ -50,15 +50,15 @@ func Setup(ctx context.Context, cfg Config) error {
 	if err := MountAll(); err != nil {
 		return err
 	}
-	n, err := LoadModules(cfg.ModulesDir)
-	if err != nil {
-		return err
-	}
-	log.Info("boot: modules loaded", "count", n, "elapsed", time.Since(start))
 	raw, err := os.ReadFile(cfg.CmdlinePath)
 	if err != nil {
 		return fmt.Errorf("boot: read kernel command line: %w", err)
 	}
+	n, err := LoadModules(cfg.ModulesDir, string(raw))
+	if err != nil {
+		return err
+	}
+	log.Info("boot: modules loaded", "count", n, "elapsed", time.Since(start))
 	nc, err := ParseCmdline(string(raw))
 	if err != nil {
 		return err

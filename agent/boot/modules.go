@@ -11,9 +11,11 @@ import (
 )
 
 // LoadModules loads the modules named in dir/load.order, in that order
-// (dependencies come first), with finit_module. A module already loaded or
-// built in is skipped. A missing order file means nothing to load.
-func LoadModules(dir string) (int, error) {
+// (dependencies come first), with finit_module. Parameters given on the
+// kernel command line as <module>.<param>=<value> are passed to the module,
+// as modprobe would. A module already loaded or built in is skipped. A
+// missing order file means nothing to load.
+func LoadModules(dir, cmdline string) (int, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, "load.order"))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -21,9 +23,11 @@ func LoadModules(dir string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("boot: read module order: %w", err)
 	}
+	params := ModuleParams(cmdline)
 	n := 0
 	for _, name := range strings.Fields(string(raw)) {
-		if err := loadModule(filepath.Join(dir, name)); err != nil {
+		mod := strings.TrimSuffix(name, ".ko")
+		if err := loadModule(filepath.Join(dir, name), params[mod]); err != nil {
 			return n, err
 		}
 		n++
@@ -31,13 +35,33 @@ func LoadModules(dir string) (int, error) {
 	return n, nil
 }
 
-func loadModule(path string) error {
+// ModuleParams collects <module>.<param>=<value> words of a kernel command
+// line into a parameter string per module ("-" in names counts as "_").
+func ModuleParams(cmdline string) map[string]string {
+	out := map[string]string{}
+	for _, w := range strings.Fields(cmdline) {
+		k, _, ok := strings.Cut(w, "=")
+		mod, _, dotted := strings.Cut(k, ".")
+		if !ok || !dotted || mod == "" {
+			continue
+		}
+		param := w[len(mod)+1:]
+		mod = strings.ReplaceAll(mod, "-", "_")
+		if out[mod] != "" {
+			out[mod] += " "
+		}
+		out[mod] += param
+	}
+	return out
+}
+
+func loadModule(path, params string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("boot: load module: %w", err)
 	}
 	defer f.Close()
-	err = unix.FinitModule(int(f.Fd()), "", 0)
+	err = unix.FinitModule(int(f.Fd()), params, 0)
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("boot: load module %s: %w", filepath.Base(path), err)
 	}

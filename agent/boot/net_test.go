@@ -48,8 +48,21 @@ func TestParseCmdline(t *testing.T) {
 }
 
 func TestLoadModulesWithoutOrderFile(t *testing.T) {
-	n, err := LoadModules(t.TempDir())
+	n, err := LoadModules(t.TempDir(), "")
 	if err != nil || n != 0 {
 		t.Fatalf("LoadModules on an empty dir = %d, %v; want 0, nil", n, err)
+	}
+}
+
+func TestModuleParams(t *testing.T) {
+	got := ModuleParams("quiet qemu_fw_cfg.ioport=12@0x510:0:1:4 virtio-net.napi_tx=1 qemu_fw_cfg.x=y peerpod.ip=1.2.3.4/24 noarg.flag")
+	want := map[string]string{"qemu_fw_cfg": "ioport=12@0x510:0:1:4 x=y", "virtio_net": "napi_tx=1", "peerpod": "ip=1.2.3.4/24"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("params[%s] = %q, want %q", k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("params = %v, want %v", got, want)
 	}
 }

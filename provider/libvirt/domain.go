@@ -171,10 +171,10 @@ func domainXML(c *Config, s spec) (string, error) {
 		// TCG: "max" gives the guest RDRAND and the newer instructions QEMU can emulate.
 		d.CPU = &libvirtxml.DomainCPU{Mode: "maximum"}
 	}
-	if s.VCPUs > 1 {
-		// Without ACPI (and with no MP table support in the cloud kernel) the guest sees one CPU.
-		d.Features = &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}}
-	}
+	// ACPI stays on: the guest finds the fw_cfg device (user data) only
+	// through it (the Debian kernel lacks FW_CFG_SYSFS_CMDLINE), and without
+	// it (no MP table support either) a guest sees one CPU.
+	d.Features = &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}}
 	if c.Kernel != "" {
 		d.OS.Kernel = c.Kernel
 		d.OS.Initrd = c.Initrd
