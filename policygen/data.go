@@ -18,7 +18,9 @@ type PolicyData struct {
 	SandboxNameRegex string `json:"sandbox_name_regex"`
 	// Containers lists the sandbox (pause) container first, then the init
 	// containers and containers in order.
-	Containers      []Container     `json:"containers"`
+	Containers []Container `json:"containers"`
+	// ContainerIndex maps a container name to its index in Containers.
+	ContainerIndex  map[string]int  `json:"container_index"`
 	Common          Common          `json:"common"`
 	RequestDefaults map[string]bool `json:"request_defaults"`
 }
@@ -43,6 +45,10 @@ type Container struct {
 	NoNewPrivileges bool     `json:"no_new_privileges"`
 	Capabilities    []string `json:"capabilities"`
 	Mounts          []Mount  `json:"mounts"`
+	// RequiredMounts are the destinations that must be mounted (the pod's
+	// volumes); ReadOnlyMounts those that must carry "ro".
+	RequiredMounts []string `json:"required_mounts"`
+	ReadOnlyMounts []string `json:"ro_mounts"`
 	// ExecCommands are the commands ExecProcess may run (exec probes and
 	// lifecycle hooks).
 	ExecCommands [][]string `json:"exec_commands"`
@@ -55,14 +61,15 @@ type Mount struct {
 	ReadOnly    bool   `json:"read_only"`
 	// Required mounts must be present (the pod's volumes).
 	Required bool `json:"required"`
+	// SourcePrefix is where the source must lie ("" = anywhere, for
+	// non-bind mounts).
+	SourcePrefix string `json:"source_prefix"`
 }
 
 // Common holds the settings shared by all containers.
 type Common struct {
 	// EnvRegex matches variables the runtime adds (service links, HOSTNAME).
-	EnvRegex []string `json:"env_regex"`
-	// BindSourceRegex is where bind mount sources may come from inside the VM.
-	BindSourceRegex string `json:"bind_source_regex"`
+	EnvRegex string `json:"env_regex"`
 	// CopyFileRegex is where CopyFile may write.
 	CopyFileRegex string `json:"copy_file_regex"`
 }
@@ -78,21 +85,27 @@ var DefaultCapabilities = []string{
 // defaultCommon are the shared settings.
 func defaultCommon() Common {
 	return Common{
-		EnvRegex: []string{
-			`^HOSTNAME=[A-Za-z0-9.-]+$`,
-			`^TERM=xterm$`,
-			`^[A-Z0-9_]+_SERVICE_HOST=[0-9a-fA-F.:]+$`,
-			`^[A-Z0-9_]+_SERVICE_PORT(_[A-Z0-9_]+)?=[0-9]+$`,
-			`^[A-Z0-9_]+_PORT=(tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+$`,
-			`^[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)=(tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+$`,
-			`^[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)_PROTO=(tcp|udp|sctp)$`,
-			`^[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)_PORT=[0-9]+$`,
-			`^[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)_ADDR=[0-9a-fA-F.:]+$`,
-		},
-		BindSourceRegex: `^/run/kata-containers/(shared/containers/|sandbox/)`,
-		CopyFileRegex:   `^/run/kata-containers/shared/containers/(watchable/)?[0-9a-f]{64}-[a-z0-9]{16}-[^/]+(/.*)?$`,
+		EnvRegex: "^(?:" + strings.Join([]string{
+			`HOSTNAME=[A-Za-z0-9.-]+`,
+			`TERM=xterm`,
+			`[A-Z0-9_]+_SERVICE_HOST=[0-9a-fA-F.:]+`,
+			`[A-Z0-9_]+_SERVICE_PORT(_[A-Z0-9_]+)?=[0-9]+`,
+			`[A-Z0-9_]+_PORT=(tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+`,
+			`[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)=(tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+`,
+			`[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)_PROTO=(tcp|udp|sctp)`,
+			`[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)_PORT=[0-9]+`,
+			`[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)_ADDR=[0-9a-fA-F.:]+`,
+		}, "|") + ")$",
+		CopyFileRegex: `^/run/kata-containers/shared/containers/(watchable/)?[0-9a-f]{64}-[a-z0-9]{16}-[^/]+(/.*)?$`,
 	}
 }
+
+// Where bind mount sources lie in the VM: files the shim copied in, and
+// the sandbox's shared memory.
+const (
+	sharedPrefix  = "/run/kata-containers/shared/containers/"
+	sandboxPrefix = "/run/kata-containers/sandbox/"
+)
 
 // systemMounts are the mounts the runtime gives every container.
 func systemMounts(privileged bool) []Mount {
@@ -103,12 +116,12 @@ func systemMounts(privileged bool) []Mount {
 		{Destination: "/dev/mqueue", Type: "mqueue"},
 		{Destination: "/sys", Type: "sysfs", ReadOnly: !privileged},
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", ReadOnly: !privileged},
-		{Destination: "/dev/shm", Type: "bind"},
-		{Destination: "/etc/hosts", Type: "bind"},
-		{Destination: "/etc/hostname", Type: "bind"},
-		{Destination: "/etc/resolv.conf", Type: "bind"},
-		{Destination: "/dev/termination-log", Type: "bind"},
-		{Destination: "/var/run/secrets/kubernetes.io/serviceaccount", Type: "bind", ReadOnly: true},
+		{Destination: "/dev/shm", Type: "bind", SourcePrefix: sandboxPrefix},
+		{Destination: "/etc/hosts", Type: "bind", SourcePrefix: sharedPrefix},
+		{Destination: "/etc/hostname", Type: "bind", SourcePrefix: sharedPrefix},
+		{Destination: "/etc/resolv.conf", Type: "bind", SourcePrefix: sharedPrefix},
+		{Destination: "/dev/termination-log", Type: "bind", SourcePrefix: sharedPrefix},
+		{Destination: "/var/run/secrets/kubernetes.io/serviceaccount", Type: "bind", ReadOnly: true, SourcePrefix: sharedPrefix},
 	}
 }
 
@@ -146,6 +159,7 @@ func buildData(ctx context.Context, w *workload, opts Options) (*PolicyData, []s
 		Mounts:          systemMounts(false),
 		ExecCommands:    [][]string{},
 	})
+	d.Containers[0].RequiredMounts, d.Containers[0].ReadOnlyMounts = mountSets(d.Containers[0].Mounts)
 	spec := &w.Spec
 	all := append(slices.Clone(spec.InitContainers), spec.Containers...)
 	if len(spec.Containers) == 0 {
@@ -158,6 +172,13 @@ func buildData(ctx context.Context, w *workload, opts Options) (*PolicyData, []s
 		}
 		warnings = append(warnings, warn...)
 		d.Containers = append(d.Containers, *c)
+	}
+	d.ContainerIndex = map[string]int{}
+	for i, c := range d.Containers[1:] {
+		if _, dup := d.ContainerIndex[c.Name]; dup {
+			return nil, nil, fmt.Errorf("two containers are named %q", c.Name)
+		}
+		d.ContainerIndex[c.Name] = i + 1
 	}
 	if len(spec.EphemeralContainers) > 0 {
 		warnings = append(warnings, "ephemeral (debug) containers are not in the policy and will be refused")
@@ -319,8 +340,9 @@ func buildContainer(ctx context.Context, w *workload, kc *corev1.Container, opts
 
 	c.Mounts = systemMounts(c.Privileged)
 	for _, vm := range kc.VolumeMounts {
-		c.Mounts = append(c.Mounts, Mount{Destination: vm.MountPath, Type: "bind", ReadOnly: vm.ReadOnly, Required: true})
+		c.Mounts = append(c.Mounts, Mount{Destination: vm.MountPath, Type: "bind", ReadOnly: vm.ReadOnly, Required: true, SourcePrefix: sharedPrefix})
 	}
+	c.RequiredMounts, c.ReadOnlyMounts = mountSets(c.Mounts)
 
 	for _, p := range []*corev1.Probe{kc.LivenessProbe, kc.ReadinessProbe, kc.StartupProbe} {
 		if p != nil && p.Exec != nil && len(p.Exec.Command) > 0 {
@@ -389,4 +411,17 @@ func expand(s string, env map[string]string) string {
 		}
 	}
 	return b.String()
+}
+
+func mountSets(ms []Mount) (required, readOnly []string) {
+	required, readOnly = []string{}, []string{}
+	for _, m := range ms {
+		if m.Required {
+			required = append(required, m.Destination)
+		}
+		if m.ReadOnly {
+			readOnly = append(readOnly, m.Destination)
+		}
+	}
+	return required, readOnly
 }

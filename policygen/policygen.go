@@ -6,6 +6,7 @@
 package policygen
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/peerpod/peerpod/api/initdata"
@@ -118,13 +120,46 @@ func Generate(ctx context.Context, doc []byte, opts Options) (*Result, error) {
 	}, nil
 }
 
-// Render returns Rules followed by "policy_data := <data as JSON>".
+// Render returns Rules followed by "policy_data := <data>". The data is
+// written as a Rego value in which the lists the rules use as sets (env,
+// env_any_value, capabilities, required_mounts, ro_mounts) are sets and
+// mounts is an object keyed by destination, so a decision needs no scans.
 func Render(data *PolicyData) (string, error) {
-	b, err := json.MarshalIndent(data, "", "  ")
+	b, err := json.Marshal(data)
 	if err != nil {
 		return "", fmt.Errorf("policygen: encode policy data: %w", err)
 	}
-	return Rules + "\npolicy_data := " + string(b) + "\n", nil
+	v, err := ast.ValueFromReader(bytes.NewReader(b))
+	if err != nil {
+		return "", fmt.Errorf("policygen: policy data: %w", err)
+	}
+	obj := v.(ast.Object)
+	cs := obj.Get(ast.StringTerm("containers")).Value.(*ast.Array)
+	out := make([]*ast.Term, 0, cs.Len())
+	for i := 0; i < cs.Len(); i++ {
+		c := cs.Elem(i).Value.(ast.Object)
+		nc := ast.NewObject()
+		c.Foreach(func(k, v *ast.Term) {
+			switch k.Value.(ast.String) {
+			case "env", "env_any_value", "capabilities", "required_mounts", "ro_mounts":
+				arr := v.Value.(*ast.Array)
+				set := ast.NewSet()
+				arr.Foreach(func(t *ast.Term) { set.Add(t) })
+				nc.Insert(k, ast.NewTerm(set))
+			case "mounts":
+				byDest := ast.NewObject()
+				v.Value.(*ast.Array).Foreach(func(m *ast.Term) {
+					byDest.Insert(m.Value.(ast.Object).Get(ast.StringTerm("destination")), m)
+				})
+				nc.Insert(k, ast.NewTerm(byDest))
+			default:
+				nc.Insert(k, v)
+			}
+		})
+		out = append(out, ast.NewTerm(nc))
+	}
+	obj.Insert(ast.StringTerm("containers"), ast.ArrayTerm(out...))
+	return Rules + "\npolicy_data := " + obj.String() + "\n", nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -269,7 +269,7 @@ func TestGeneratedPolicyDenialsNameTheDifference(t *testing.T) {
 			r.OCI.Mounts = append(r.OCI.Mounts, &agent.Mount{Destination: "/host", Source: "/", Type: "bind", Options: []string{"rbind"}})
 		}, `mounts: not allowed ["/host"]`},
 		{"mount source outside the shared dir", func(r *agent.CreateContainerRequest) { r.OCI.Mounts[12].Source = "/etc" }, `mounts: not allowed ["/etc/app"]`},
-		{"read-only volume made writable", func(r *agent.CreateContainerRequest) { r.OCI.Mounts[12].Options = []string{"rbind", "rw"} }, `mounts: not allowed ["/etc/app"]`},
+		{"read-only volume made writable", func(r *agent.CreateContainerRequest) { r.OCI.Mounts[12].Options = []string{"rbind", "rw"} }, `not read-only ["/etc/app"]`},
 		{"volume missing", func(r *agent.CreateContainerRequest) { r.OCI.Mounts = r.OCI.Mounts[:13] }, `missing ["/cache"]`},
 		{"privileged", func(r *agent.CreateContainerRequest) {
 			r.OCI.Process.Capabilities = caps("CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE")

@@ -73,8 +73,8 @@ allow_sandbox_storage(s) if {
 
 CreateContainerRequest := {"allowed": true, "ops": ops} if {
 	check_request_shape
-	some i, c in policy_data.containers
-	container_matches(c)
+	i := container_index
+	c := policy_data.containers[i]
 	check_sandbox_name
 	check_namespace
 	check_image(c)
@@ -101,18 +101,14 @@ check_request_shape if {
 	print("CreateContainerRequest: request uses string_user, shared mounts, devices, hooks, seccomp, ID mappings or an SELinux label")
 }
 
-container_type := input.OCI.Annotations["io.kubernetes.cri.container-type"]
-
-# The pause container matches the sandbox entry, others match by name.
-container_matches(c) if {
-	c.sandbox == true
-	container_type == "sandbox"
-}
-
-container_matches(c) if {
-	c.sandbox == false
-	container_type == "container"
-	input.OCI.Annotations["io.kubernetes.cri.container-name"] == c.name
+# The pause container is the sandbox entry; others are found by name.
+container_index := 0 if {
+	input.OCI.Annotations["io.kubernetes.cri.container-type"] == "sandbox"
+} else := i if {
+	input.OCI.Annotations["io.kubernetes.cri.container-type"] == "container"
+	i := policy_data.container_index[input.OCI.Annotations["io.kubernetes.cri.container-name"]]
+} else := false if {
+	print("container", input.OCI.Annotations["io.kubernetes.cri.container-name"], "of type", input.OCI.Annotations["io.kubernetes.cri.container-type"], "is not in the policy")
 }
 
 check_sandbox_name if {
@@ -169,28 +165,21 @@ check_args(c) if {
 	print("command: policy", c.args, "request", input.OCI.Process.Args)
 }
 
+# c.env and c.env_any_value are sets; the variables the input has beyond
+# c.env must be ones whose value is not pinned, or runtime-added ones.
+input_env := {e | some e in input.OCI.Process.Env}
+
 check_env(c) if {
-	every e in input.OCI.Process.Env {
-		allow_env(e, c)
-	}
-	every e in c.env {
-		e in input.OCI.Process.Env
-	}
+	count(c.env - input_env) == 0
+	extra := input_env - c.env
+	count(extra) == count({e | some e in extra; c.env_any_value[split(e, "=")[0]]} | {e | some e in extra; regex.match(policy_data.common.env_regex, e)})
 } else := false if {
-	print("env: not allowed", [e | some e in input.OCI.Process.Env; not allow_env(e, c)], "missing", [e | some e in c.env; not e in input.OCI.Process.Env])
+	print("env: not allowed", sort({e | some e in input_env - c.env; not env_extra_ok(c, e)}), "missing", sort(c.env - input_env))
 }
 
-allow_env(e, c) if e in c.env
+env_extra_ok(c, e) if c.env_any_value[split(e, "=")[0]]
 
-allow_env(e, c) if {
-	name := split(e, "=")[0]
-	name in c.env_any_value
-}
-
-allow_env(e, _) if {
-	some r in policy_data.common.env_regex
-	regex.match(r, e)
-}
+env_extra_ok(_, e) if regex.match(policy_data.common.env_regex, e)
 
 check_cwd(c) if {
 	input.OCI.Process.Cwd == c.cwd
@@ -219,53 +208,33 @@ check_caps(c) if c.privileged == true
 check_caps(c) if {
 	c.privileged == false
 	caps := input.OCI.Process.Capabilities
-	extra := {x | some set in [caps.Bounding, caps.Effective, caps.Permitted, caps.Inheritable, caps.Ambient]; some x in set; not x in c.capabilities}
-	count(extra) == 0
+	count({x | some set in [caps.Bounding, caps.Effective, caps.Permitted, caps.Inheritable, caps.Ambient]; some x in set} - c.capabilities) == 0
 } else := false if {
 	caps := input.OCI.Process.Capabilities
-	print("capabilities not allowed:", sort({x | some set in [caps.Bounding, caps.Effective, caps.Permitted]; some x in set; not x in c.capabilities}))
+	print("capabilities not allowed:", sort({x | some set in [caps.Bounding, caps.Effective, caps.Permitted, caps.Inheritable, caps.Ambient]; some x in set} - c.capabilities))
 }
 
+# c.mounts maps a destination to its type, source prefix and read-only
+# flag; c.required_mounts and c.ro_mounts are sets of destinations.
 check_mounts(c) if {
-	every m in input.OCI.Mounts {
-		allow_mount(m, c)
-	}
-	every pm in c.mounts {
-		mount_present(pm)
-	}
+	mounts := input.OCI.Mounts
+	count({i | some i, m in mounts; pm := c.mounts[m.destination]; pm.type_ == m.type_; startswith(m.source, pm.source_prefix)}) == count(mounts)
+	count(c.required_mounts - input_mount_dests) == 0
+	count((c.ro_mounts & input_mount_dests) - input_ro_dests) == 0
 } else := false if {
-	print("mounts: not allowed", [m.destination | some m in input.OCI.Mounts; not allow_mount(m, c)], "missing", [pm.destination | some pm in c.mounts; not mount_present(pm)])
+	print("mounts: not allowed", [m.destination | some m in input.OCI.Mounts; not mount_ok(c, m)], "missing", sort(c.required_mounts - input_mount_dests), "not read-only", sort((c.ro_mounts & input_mount_dests) - input_ro_dests))
 }
 
-mount_present(pm) if pm.required == false
+input_mount_dests := {m.destination | some m in input.OCI.Mounts}
 
-mount_present(pm) if {
-	some m in input.OCI.Mounts
-	m.destination == pm.destination
-}
+input_ro_dests := {m.destination | some m in input.OCI.Mounts; "ro" in m.options}
 
-allow_mount(m, c) if {
-	some pm in c.mounts
-	pm.destination == m.destination
+# Bind mount sources must be what the shim copied into the VM (or the
+# sandbox's shared memory), never elsewhere in the guest.
+mount_ok(c, m) if {
+	pm := c.mounts[m.destination]
 	pm.type_ == m.type_
-	mount_source_ok(m)
-	mount_ro_ok(pm, m)
-}
-
-# Bind mounts come from what the shim copied into the VM, never from
-# elsewhere in the guest.
-mount_source_ok(m) if m.type_ != "bind"
-
-mount_source_ok(m) if {
-	m.type_ == "bind"
-	regex.match(policy_data.common.bind_source_regex, m.source)
-}
-
-mount_ro_ok(pm, _) if pm.read_only == false
-
-mount_ro_ok(pm, m) if {
-	pm.read_only == true
-	"ro" in m.options
+	startswith(m.source, pm.source_prefix)
 }
 
 RemoveContainerRequest := {"allowed": true, "ops": [{"op": "remove", "path": key}]} if {

@@ -1,0 +1,184 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/peerpod/peerpod/api/agent"
+	"github.com/peerpod/peerpod/policygen"
+)
+
+// benchPolicy generates a policy the way peerpodctl does for a pod with
+// several containers (so its policy data is the size of a real pod's), and
+// returns it with a CreateContainerRequest it allows.
+func benchPolicy(b *testing.B) (string, *agent.CreateContainerRequest) {
+	b.Helper()
+	const containers = 8
+	y := "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec:\n  containers:\n"
+	for i := range containers {
+		y += fmt.Sprintf("  - name: c%d\n    image: \"registry.example/app@sha256:%064d\"\n    command: [\"/app/server\", \"--port\", \"80%02d\", \"--mode\", \"production\"]\n    workingDir: /srv\n    env:\n", i, i, i)
+		for j := range 24 {
+			y += fmt.Sprintf("    - {name: SETTING_%02d, value: \"value-%02d-of-container-%d\"}\n", j, j, i)
+		}
+		y += "    securityContext: {runAsUser: 1000, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true}\n"
+		y += "    volumeMounts: [{name: config, mountPath: /etc/app, readOnly: true}, {name: cache, mountPath: /cache}]\n"
+		y += "    readinessProbe: {exec: {command: [\"/app/check\", \"--ready\"]}}\n"
+	}
+	y += "  volumes: [{name: config, configMap: {name: cfg}}, {name: cache, emptyDir: {}}]\n"
+	res, err := policygen.Generate(context.Background(), []byte(y), policygen.Options{Resolver: policygen.OfflineResolver{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The request for the last container (the rules try each entry).
+	last := containers - 1
+	cid := fmt.Sprintf("%064x", 7)
+	shared := func(n string) string { return "/run/kata-containers/shared/containers/" + cid + "-0123456789abcdef-" + n }
+	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+	for j := range 24 {
+		env = append(env, fmt.Sprintf("SETTING_%02d=value-%02d-of-container-%d", j, j, last))
+	}
+	env = append(env, "HOSTNAME=web", "KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443",
+		"KUBERNETES_PORT=tcp://10.96.0.1:443", "KUBERNETES_PORT_443_TCP=tcp://10.96.0.1:443",
+		"KUBERNETES_PORT_443_TCP_PROTO=tcp", "KUBERNETES_PORT_443_TCP_PORT=443", "KUBERNETES_PORT_443_TCP_ADDR=10.96.0.1")
+	mounts := []*agent.Mount{
+		{Destination: "/proc", Source: "proc", Type: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Source: "tmpfs", Type: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Source: "devpts", Type: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/mqueue", Source: "mqueue", Type: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Source: "sysfs", Type: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/sys/fs/cgroup", Source: "cgroup", Type: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+		{Destination: "/etc/hosts", Source: shared("hosts"), Type: "bind", Options: []string{"rbind", "rprivate", "rw"}},
+		{Destination: "/dev/termination-log", Source: shared("termination-log"), Type: "bind", Options: []string{"rbind", "rprivate", "rw"}},
+		{Destination: "/etc/hostname", Source: shared("hostname"), Type: "bind", Options: []string{"rbind", "rprivate", "rw"}},
+		{Destination: "/etc/resolv.conf", Source: shared("resolv.conf"), Type: "bind", Options: []string{"rbind", "rprivate", "rw"}},
+		{Destination: "/dev/shm", Source: "/run/kata-containers/sandbox/shm", Type: "bind", Options: []string{"rbind"}},
+		{Destination: "/etc/app", Source: shared("config"), Type: "bind", Options: []string{"rbind", "rprivate", "ro"}},
+		{Destination: "/cache", Source: shared("cache"), Type: "bind", Options: []string{"rbind", "rprivate", "rw"}},
+	}
+	caps := policygen.DefaultCapabilities
+	req := &agent.CreateContainerRequest{
+		ContainerId: cid,
+		ExecId:      cid,
+		Storages: []*agent.Storage{{Driver: "image_guest_pull", Source: res.Data.Containers[last+1].Image, Fstype: "overlay",
+			DriverOptions: []string{`image_guest_pull={"metadata":{}}`}, MountPoint: "/run/kata-containers/" + cid + "/rootfs"}},
+		OCI: &agent.Spec{
+			Version: "1.1.0",
+			Process: &agent.Process{
+				User: &agent.User{UID: 1000}, Args: []string{"/app/server", "--port", fmt.Sprintf("80%02d", last), "--mode", "production"},
+				Env: env, Cwd: "/srv", NoNewPrivileges: true,
+				Capabilities: &agent.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
+			},
+			Root:     &agent.Root{Path: "/run/kata-containers/" + cid + "/rootfs", Readonly: true},
+			Hostname: "web",
+			Mounts:   mounts,
+			Annotations: map[string]string{
+				"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.container-name": fmt.Sprintf("c%d", last),
+				"io.kubernetes.cri.sandbox-name": "web", "io.kubernetes.cri.sandbox-namespace": "shop",
+				"io.kubernetes.cri.sandbox-id": fmt.Sprintf("%064x", 1), "io.kubernetes.cri.image-name": res.Data.Containers[last+1].Image,
+			},
+			Linux: &agent.Linux{
+				CgroupsPath: "/kubepods/pod1/" + cid,
+				Namespaces:  []*agent.LinuxNamespace{{Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
+				MaskedPaths: []string{"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/sched_debug", "/sys/firmware"},
+				ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+				Resources:     &agent.LinuxResources{Memory: &agent.LinuxMemory{Limit: 128 << 20}, CPU: &agent.LinuxCPU{Shares: 2, Period: 100000}},
+			},
+		},
+	}
+	return res.Policy, req
+}
+
+// p50 runs f b.N times, timing each call, and reports the median.
+func p50(b *testing.B, f func()) {
+	b.Helper()
+	ds := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		f()
+		ds = append(ds, time.Since(start))
+	}
+	b.StopTimer()
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	b.ReportMetric(float64(ds[len(ds)/2].Nanoseconds())/1e3, "p50-µs")
+}
+
+// BenchmarkCreateContainerDecision compares the engine's decision with
+// plain OPA (one prepared query, the request as a JSON-decoded map) on the
+// same policy and request.
+func BenchmarkCreateContainerDecision(b *testing.B) {
+	ctx := context.Background()
+	text, req := benchPolicy(b)
+	b.Run("engine", func(b *testing.B) {
+		e := newEngine(b, text, Options{})
+		if err := e.Authorize(ctx, "CreateContainer", req); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(text)), "policy-bytes")
+		p50(b, func() {
+			if err := e.Authorize(ctx, "CreateContainer", req); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("plain-opa", func(b *testing.B) {
+		pq, err := rego.New(
+			rego.Query("data.agent_policy.CreateContainerRequest"),
+			rego.Module("policy.rego", text),
+		).PrepareForEval(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		j, _ := ast.JSON(Input(req.ProtoReflect()))
+		raw, _ := json.Marshal(j)
+		b.ReportMetric(float64(len(raw)), "input-bytes")
+		p50(b, func() {
+			var in map[string]any
+			if err := json.Unmarshal(raw, &in); err != nil {
+				b.Fatal(err)
+			}
+			rs, err := pq.Eval(ctx, rego.EvalInput(in))
+			if err != nil || len(rs) != 1 {
+				b.Fatal(err)
+			}
+			if m, _ := rs[0].Expressions[0].Value.(map[string]any); m["allowed"] != true {
+				b.Fatalf("denied: %v", rs[0].Expressions[0].Value)
+			}
+		})
+	})
+}
+
+// BenchmarkConstantRule measures a request whose rule is a constant
+// default (StartContainerRequest), against plain OPA evaluating it.
+func BenchmarkConstantRule(b *testing.B) {
+	ctx := context.Background()
+	text, _ := benchPolicy(b)
+	req := &agent.StartContainerRequest{ContainerId: "c1"}
+	b.Run("engine", func(b *testing.B) {
+		e := newEngine(b, text, Options{})
+		p50(b, func() {
+			if err := e.Authorize(ctx, "StartContainer", req); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("plain-opa", func(b *testing.B) {
+		pq, err := rego.New(rego.Query("data.agent_policy.StartContainerRequest"), rego.Module("policy.rego", text)).PrepareForEval(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p50(b, func() {
+			rs, err := pq.Eval(ctx, rego.EvalInput(map[string]any{"container_id": "c1"}))
+			if err != nil || len(rs) != 1 || rs[0].Expressions[0].Value != true {
+				b.Fatal(err)
+			}
+		})
+	})
+}
