@@ -39,7 +39,9 @@ func benchPolicy(b *testing.B) (string, *agent.CreateContainerRequest) {
 	// The request for the last container (the rules try each entry).
 	last := containers - 1
 	cid := fmt.Sprintf("%064x", 7)
-	shared := func(n string) string { return "/run/kata-containers/shared/containers/" + cid + "-0123456789abcdef-" + n }
+	shared := func(n string) string {
+		return "/run/kata-containers/shared/containers/" + cid + "-0123456789abcdef-" + n
+	}
 	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
 	for j := range 24 {
 		env = append(env, fmt.Sprintf("SETTING_%02d=value-%02d-of-container-%d", j, j, last))
@@ -84,9 +86,9 @@ func benchPolicy(b *testing.B) (string, *agent.CreateContainerRequest) {
 				"io.kubernetes.cri.sandbox-id": fmt.Sprintf("%064x", 1), "io.kubernetes.cri.image-name": res.Data.Containers[last+1].Image,
 			},
 			Linux: &agent.Linux{
-				CgroupsPath: "/kubepods/pod1/" + cid,
-				Namespaces:  []*agent.LinuxNamespace{{Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
-				MaskedPaths: []string{"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/sched_debug", "/sys/firmware"},
+				CgroupsPath:   "/kubepods/pod1/" + cid,
+				Namespaces:    []*agent.LinuxNamespace{{Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
+				MaskedPaths:   []string{"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/sched_debug", "/sys/firmware"},
 				ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 				Resources:     &agent.LinuxResources{Memory: &agent.LinuxMemory{Limit: 128 << 20}, CPU: &agent.LinuxCPU{Shares: 2, Period: 100000}},
 			},
