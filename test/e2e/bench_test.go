@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/peerpod/peerpod/provider"
+	"github.com/peerpod/peerpod/provider/libvirt"
+	"github.com/peerpod/peerpod/test/e2e/harness"
+	"github.com/peerpod/peerpod/test/kataclient"
+)
+
+// Benchmarks of pod VM start (make bench-libvirt; figures in docs/benchmarks.md).
+// Every figure names the virtualization used (kvm or qemu = TCG).
+
+func benchEnv(b *testing.B) (*harness.Env, *kataclient.Client) {
+	b.Helper()
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	if _, err := os.Stat("/usr/sbin/libvirtd"); err != nil {
+		b.Skip("libvirtd not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	env, err := harness.Setup(ctx, harness.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = env.Close(context.Background()) })
+	c, err := kataclient.New(kataclient.Config{HypervisorSocket: env.Socket, VMStartTimeout: 5 * time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return env, c
+}
+
+func report(b *testing.B, name string, ds []time.Duration) {
+	b.Helper()
+	if len(ds) == 0 {
+		return
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	p := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	b.ReportMetric(p(0.5).Seconds(), name+"-p50-s")
+	b.ReportMetric(p(0.95).Seconds(), name+"-p95-s")
+	b.Logf("virt=%s %s over %d runs: p50 %s p95 %s (all %v)", libvirt.DetectVirtType(), name, len(s), p(0.5), p(0.95), s)
+}
+
+// qemuRSS is the resident memory of the QEMU process of domain name, in MiB.
+func qemuRSS(name string) (float64, error) {
+	pid, err := os.ReadFile(filepath.Join("/var/run/libvirt/qemu", name+".pid"))
+	if err != nil {
+		return 0, err
+	}
+	f, err := os.Open("/proc/" + strings.TrimSpace(string(pid)) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for %s", name)
+}
+
+// BenchmarkStartVM: CreateVM → StartVM returned (agent ready through the
+// attested tunnel, fake attester), and the floor measured in the same run:
+// the same domain booted with a TCP-only init, Create → first TCP answer.
+func BenchmarkStartVM(b *testing.B) {
+	env, c := benchEnv(b)
+	ctx := context.Background()
+	floorImg, err := harness.BuildImage(ctx, env.Root, "./podvm-image/cmd/tcpinit")
+	if err != nil {
+		b.Fatal(err)
+	}
+	floorCfg, err := libvirt.LoadConfig(func(k string) string {
+		return map[string]string{"LIBVIRT_NET": env.Bridge.Name, "LIBVIRT_KERNEL": floorImg.Kernel,
+			"LIBVIRT_INITRD": floorImg.Initrd, "LIBVIRT_DATA_DIR": env.DataDir, "LIBVIRT_MEMORY": "512"}[k]
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	floorProv, err := libvirt.New(ctx, floorCfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer floorProv.Close()
+	var ours, floor []time.Duration
+	var rss []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// Ours: through peerpodd, as the Kata runtime calls it.
+		sb, err := c.NewSandbox(ctx, kataclient.NewSandboxID(), kataclient.Pod{Name: fmt.Sprintf("bench%d", i), Namespace: "default", VCPUs: 1, MemoryMiB: 512, Initdata: harness.TestInitdata()}, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if err := sb.StartVM(ctx); err != nil {
+			b.Fatal(err)
+		}
+		ours = append(ours, time.Since(start))
+		if insts, err := floorProv.List(ctx, map[string]string{provider.TagSandbox: sb.ID}); err == nil && len(insts) == 1 {
+			if r, err := qemuRSS(insts[0].Name); err == nil {
+				rss = append(rss, r)
+			}
+		}
+		if err := sb.StopVM(ctx); err != nil {
+			b.Fatal(err)
+		}
+		// Floor: the same domain definition, TCP-only init.
+		sid := kataclient.NewSandboxID()
+		name, _ := provider.VMName("floor", sid)
+		start = time.Now()
+		inst, err := floorProv.Create(ctx, provider.CreateRequest{Name: name, SandboxID: sid,
+			Tags: provider.Tags(provider.Owner{ClusterID: env.Cluster, Node: env.Node, SandboxID: sid}, nil)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := waitOK(ctx, net.JoinHostPort(inst.IPs[0].String(), "15150")); err != nil {
+			b.Fatal(err)
+		}
+		floor = append(floor, time.Since(start))
+		_ = floorProv.Delete(ctx, inst.ID)
+	}
+	b.StopTimer()
+	report(b, "startvm", ours)
+	report(b, "floor", floor)
+	if len(ours) > 0 && len(floor) > 0 {
+		sort.Slice(ours, func(i, j int) bool { return ours[i] < ours[j] })
+		sort.Slice(floor, func(i, j int) bool { return floor[i] < floor[j] })
+		over := ours[len(ours)/2] - floor[len(floor)/2]
+		b.ReportMetric(over.Seconds(), "overhead-p50-s")
+		b.ReportMetric(float64(ours[len(ours)/2])/float64(floor[len(floor)/2]), "ratio-p50")
+	}
+	if len(rss) > 0 {
+		var sum float64
+		for _, r := range rss {
+			sum += r
+		}
+		b.ReportMetric(sum/float64(len(rss)), "qemu-rss-MiB")
+	}
+	if st, err := os.Stat(env.Image.Initrd); err == nil {
+		b.ReportMetric(float64(st.Size())/(1<<20), "initramfs-MiB")
+	}
+}
+
+// BenchmarkFivePods: five pods' StartVM at once; wall time until all agents answer.
+func BenchmarkFivePods(b *testing.B) {
+	env, c := benchEnv(b)
+	_ = env
+	ctx := context.Background()
+	var walls []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		sbs := make([]*kataclient.Sandbox, 5)
+		for j := range sbs {
+			sb, err := c.NewSandbox(ctx, kataclient.NewSandboxID(), kataclient.Pod{Name: fmt.Sprintf("five%d-%d", i, j), Namespace: "default", VCPUs: 1, MemoryMiB: 512, Initdata: harness.TestInitdata()}, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			sbs[j] = sb
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, len(sbs))
+		for _, sb := range sbs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := sb.StartVM(ctx); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		walls = append(walls, time.Since(start))
+		for _, sb := range sbs {
+			_ = sb.StopVM(ctx)
+		}
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	report(b, "five-pods-wall", walls)
+}
+
+func waitOK(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	for ctx.Err() == nil {
+		if c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond); err == nil {
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err == nil && line == "ok\n" {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: no answer: %w", addr, ctx.Err())
+}
