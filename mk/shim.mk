@@ -17,3 +17,8 @@ shim-lint:
 	@out=$$(gofmt -l shim cmd/peerpodd test/procprovider); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(SHIM_PKGS)
 	$(GO) tool staticcheck $(SHIM_PKGS)
+
+.PHONY: bench-shim
+## bench-shim: agent-socket proxy vs direct (figures in docs/benchmarks.md)
+bench-shim:
+	$(GO) test -run '^$$' -bench . -benchtime 3000x -count 7 ./shim/proxy/
