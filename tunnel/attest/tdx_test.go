@@ -17,11 +17,19 @@ var recordedQuoteTime = time.Date(2023, time.July, 1, 1, 0, 0, 0, time.UTC)
 
 func recordedBody(t *testing.T) *tdxpb.TDQuoteBody {
 	t.Helper()
-	q, err := tdxabi.QuoteToProto(testdata.RawQuote)
+	b, err := tdxBody(testdata.RawQuote)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return q.(*tdxpb.QuoteV4).GetTdQuoteBody()
+	return b
+}
+
+func tdxBody(raw []byte) (*tdxpb.TDQuoteBody, error) {
+	q, err := tdxabi.QuoteToProto(raw)
+	if err != nil {
+		return nil, err
+	}
+	return q.(*tdxpb.QuoteV4).GetTdQuoteBody(), nil
 }
 
 // TestTDXRecordedQuote verifies go-tdx-guest's recorded production quote
