@@ -224,7 +224,8 @@ func Marshal(algorithm string, data map[string]string) ([]byte, error) {
 }
 
 // literalOK reports whether v can be written as a TOML multi-line literal
-// string: no "”'" and no control character but tab and newline.
+// string: no run of three single quotes, and no control character but tab
+// and newline.
 func literalOK(v string) bool {
 	if strings.Contains(v, "'''") {
 		return false
