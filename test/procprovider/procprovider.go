@@ -105,7 +105,24 @@ func New(cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Provider{cfg: cfg, pool: pool, names: map[string]*sync.Mutex{}}, nil
+	p := &Provider{cfg: cfg, pool: pool, names: map[string]*sync.Mutex{}}
+	p.releaseOrphanSlots()
+	return p, nil
+}
+
+// releaseOrphanSlots frees address slots whose VM record was never written
+// (the creating process died between the two).
+func (p *Provider) releaseOrphanSlots() {
+	slots, _ := filepath.Glob(filepath.Join(p.cfg.StateDir, "slot-*"))
+	for _, f := range slots {
+		id, err := os.ReadFile(f)
+		if err != nil || len(id) == 0 {
+			continue
+		}
+		if _, err := os.Stat(p.statePath(string(id))); errors.Is(err, fs.ErrNotExist) {
+			os.Remove(f)
+		}
+	}
 }
 
 func loadPool(dir string, want netip.Prefix) (netip.Prefix, error) {
@@ -179,7 +196,15 @@ func (p *Provider) Create(ctx context.Context, req provider.CreateRequest) (*pro
 	defer unlock()
 	id := idFor(req.Name)
 	if vm, err := p.load(id); err == nil {
-		return vm.instance(), nil
+		if vm.PID != 0 {
+			return vm.instance(), nil
+		}
+		// A create interrupted before its agent started (the caller
+		// crashed): undo what it made and start over.
+		if err := p.teardown(ctx, vm); err != nil {
+			return nil, provider.Classify(provider.ErrTransient, fmt.Errorf("procprovider: create %s: undo interrupted create: %w", req.Name, err))
+		}
+		p.release(vm)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}

@@ -247,3 +247,34 @@ func TestRefusedCreateLeavesNothing(t *testing.T) {
 		t.Fatalf("records: %v", vms)
 	}
 }
+
+// A create interrupted after its record was written (the caller died) is
+// redone by a retried Create; a slot whose record was never written is freed.
+func TestInterruptedCreateRedone(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	p := newProvider(t, dir)
+	req := request(t, "5555666677778888", 15150)
+	// What a crash right after the record was saved leaves: a record, no
+	// namespace, no process.
+	id := idFor(req.Name)
+	stale := &VM{ID: id, Name: req.Name, Tags: req.Tags, NetNS: "ppn-gone0000", HostVeth: "pphgone0000", VMVeth: "ppvgone0000",
+		Slot: 3, UserData: filepath.Join(dir, id+".userdata"), AgentDir: filepath.Join(dir, id+".agent")}
+	if err := p.save(stale); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "slot-3"), []byte(id), 0o600)
+	os.WriteFile(filepath.Join(dir, "slot-7"), []byte("proc-never-recorded"), 0o600)
+	p2 := newProvider(t, dir)
+	if _, err := os.Stat(filepath.Join(dir, "slot-7")); !os.IsNotExist(err) {
+		t.Fatal("orphan slot not freed")
+	}
+	inst, err := p2.Create(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := dialVM(t, fmt.Sprintf("%s:15150", inst.IPs[0]))
+	if err != nil || !strings.HasPrefix(got, "5555666677778888 ") {
+		t.Fatalf("redone VM answered %q, %v", got, err)
+	}
+}
