@@ -180,17 +180,18 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		if err != nil {
 			return
 		}
+		e := sess.streams.attach(st)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveStream(sctx, sess, st)
+			s.serveStream(sctx, sess, stream{st, sess, e})
 		}()
 	}
 }
 
 // serveStream reads the header of st and hands the stream to its route, or
 // refuses it.
-func (s *Server) serveStream(ctx context.Context, sess *Session, st *yamux.Stream) {
+func (s *Server) serveStream(ctx context.Context, sess *Session, st stream) {
 	_ = st.SetReadDeadline(time.Now().Add(s.cfg.HeaderTimeout))
 	h, err := readHeader(st, s.cfg.MaxHeaderSize)
 	_ = st.SetReadDeadline(time.Time{})
@@ -204,7 +205,6 @@ func (s *Server) serveStream(ctx context.Context, sess *Session, st *yamux.Strea
 		default:
 			sess.log.Debug("tunnel stream ended before its header", "err", err)
 			_ = st.Close()
-			sess.forget(st.StreamID())
 		}
 		return
 	}
@@ -213,7 +213,7 @@ func (s *Server) serveStream(ctx context.Context, sess *Session, st *yamux.Strea
 		s.refuse(sess, st, statusUnknownKind, fmt.Sprintf("no handler for %q", h.Kind))
 		return
 	}
-	conn := &serverConn{stream: stream{st, sess}, header: h}
+	conn := &serverConn{stream: st, header: h}
 	if r.handler != nil {
 		defer conn.Close()
 		r.handler(ctx, conn, h)
@@ -224,17 +224,16 @@ func (s *Server) serveStream(ctx context.Context, sess *Session, st *yamux.Strea
 	case <-r.listener.closed:
 		s.refuse(sess, st, statusUnavailable, fmt.Sprintf("listener for %q closed", h.Kind))
 	case <-ctx.Done():
-		_ = conn.stream.Close()
+		_ = st.Close()
 	}
 }
 
 // refuse tells the opener why its stream is not served and closes it.
-func (s *Server) refuse(sess *Session, st *yamux.Stream, code byte, reason string) {
+func (s *Server) refuse(sess *Session, st stream, code byte, reason string) {
 	sess.log.Info("tunnel stream refused", "reason", reason)
 	_ = st.SetWriteDeadline(time.Now().Add(s.cfg.ConnectionWriteTimeout))
 	_, _ = st.Write(refusal(code, reason))
 	_ = st.Close()
-	sess.forget(st.StreamID())
 }
 
 // kindListener yields the streams of one kind.

@@ -32,7 +32,7 @@ func rawStream(t *testing.T, s *Session) *yamux.Stream {
 func readRefusal(t *testing.T, s *Session, st *yamux.Stream) *RefusedError {
 	t.Helper()
 	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
-	c := &clientConn{stream: stream{st, s}, kind: "raw"}
+	c := &clientConn{stream: stream{st, s, s.streams.attach(st)}, kind: "raw"}
 	_, err := c.Read(make([]byte, 1))
 	var re *RefusedError
 	if !errors.As(err, &re) {
@@ -138,6 +138,7 @@ func TestThousandConcurrentStreams(t *testing.T) {
 	errs := make(chan error, n)
 	start := make(chan struct{})
 	var allOpen sync.WaitGroup // every stream is open before any is read
+	var peak atomic.Int32
 	allOpen.Add(n)
 	for i := range n {
 		wg.Add(1)
@@ -159,8 +160,8 @@ func TestThousandConcurrentStreams(t *testing.T) {
 				return
 			}
 			allOpen.Wait()
-			if got := s.NumStreams(); got < n/2 {
-				errs <- fmt.Errorf("only %d streams open at once", got)
+			if got := int32(s.NumStreams()); got > peak.Load() {
+				peak.Store(got) // racy max, good enough: the first here sees them all
 			}
 			got := make([]byte, len(msg))
 			if _, err := io.ReadFull(c, got); err != nil {
@@ -181,10 +182,16 @@ func TestThousandConcurrentStreams(t *testing.T) {
 	if s.Err() != nil {
 		t.Fatalf("session ended: %v", s.Err())
 	}
-	left := 0
-	s.live.Range(func(any, any) bool { left++; return true })
-	if left != 0 {
-		t.Fatalf("%d closed streams still tracked", left)
+	if p := peak.Load(); p < n {
+		t.Fatalf("at most %d streams were open at once, want %d", p, n)
+	}
+	// The server closes each stream after the client; once its FINs are in,
+	// nothing is left of the 1000 streams.
+	for deadline := time.Now().Add(20 * time.Second); s.streams.len() != 0 || s.NumStreams() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d closed streams still tracked, %d in yamux", s.streams.len(), s.NumStreams())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

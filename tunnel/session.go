@@ -29,10 +29,7 @@ type Session struct {
 	log   *slog.Logger
 	state tls.ConnectionState
 
-	// live maps the yamux ID of each stream open on this side to whether
-	// the peer has closed or reset it (an *atomic.Bool), as seen on the
-	// wire before yamux handles the frame. Entries go when this side closes.
-	live sync.Map
+	streams streamTable
 
 	mu          sync.Mutex
 	closedLocal bool
@@ -48,14 +45,7 @@ func newSession(conn *tls.Conn, cfg Config, client bool) (*Session, error) {
 		state: conn.ConnectionState(),
 		log:   cfg.Logger.With("peer", conn.RemoteAddr().String()),
 	}
-	s.wire = newWireConn(conn, s.fail, frameScanner{
-		opened: func(id uint32) { s.live.Store(id, new(atomic.Bool)) },
-		ended: func(id uint32) {
-			if v, ok := s.live.Load(id); ok {
-				v.(*atomic.Bool).Store(true)
-			}
-		},
-	})
+	s.wire = newWireConn(conn, s.fail, &s.streams)
 	yc := &yamux.Config{
 		AcceptBacklog: cfg.AcceptBacklog,
 		// The session runs its own keepalive so that Err can name a lost peer.
@@ -95,10 +85,12 @@ func (s *Session) keepalive() {
 					s.fail(fmt.Errorf("tunnel: keepalive to %s: %w", s.conn.RemoteAddr(), err))
 					s.log.Warn("tunnel keepalive failed; closing session", "err", err)
 				}
+				s.streams.wakeAll()
 				_ = s.mux.Close()
 				return
 			}
 		case <-s.mux.CloseChan():
+			s.streams.wakeAll()
 			return
 		}
 	}
@@ -130,14 +122,14 @@ func (s *Session) Open(ctx context.Context, kind Kind, meta map[string]string) (
 		s.wire.opening.Add(-1)
 		return nil, fmt.Errorf("tunnel: open %q stream to %s: %w", kind, s.conn.RemoteAddr(), s.explain(err))
 	}
-	s.track(st.StreamID())
+	e := s.streams.attach(st)
 	_, err = st.Write(hdr)
 	s.wire.opening.Add(-1)
 	if err != nil {
 		_ = st.Close()
 		return nil, fmt.Errorf("tunnel: send %q stream header to %s: %w", kind, s.conn.RemoteAddr(), s.explain(err))
 	}
-	return &clientConn{stream: stream{st, s}, kind: kind}, nil
+	return &clientConn{stream: stream{st, s, e}, kind: kind}, nil
 }
 
 // openStream opens a yamux stream, giving up when ctx ends. yamux blocks an
@@ -169,25 +161,20 @@ func (s *Session) openStream(ctx context.Context) (*yamux.Stream, error) {
 }
 
 // streamErr turns the io.EOF that yamux gives every stream of a dead session
-// into the session's error, unless the peer really closed that stream.
-func (s *Session) streamErr(id uint32, err error) error {
-	if errors.Is(err, io.EOF) {
-		if !s.mux.IsClosed() {
-			return err
-		}
-		if v, ok := s.live.Load(id); ok && v.(*atomic.Bool).Load() {
-			return err
-		}
+// into the session's error, unless the peer really closed that stream; and
+// the timeout with which a closing session wakes its streams likewise.
+func (s *Session) streamErr(e *streamEntry, err error) error {
+	if !s.mux.IsClosed() {
+		return err
+	}
+	switch {
+	case errors.Is(err, io.EOF) && e.state.Load()&entryPeerEnded != 0:
+		return err
+	case errors.Is(err, io.EOF), errors.Is(err, yamux.ErrTimeout):
 		return fmt.Errorf("tunnel: stream cut: %w", s.Err())
 	}
 	return s.explain(err)
 }
-
-// track starts following a stream this side opened.
-func (s *Session) track(id uint32) { s.live.LoadOrStore(id, new(atomic.Bool)) }
-
-// forget stops following a stream this side has closed.
-func (s *Session) forget(id uint32) { s.live.Delete(id) }
 
 // explain replaces yamux's "session shutdown" by why the session ended.
 func (s *Session) explain(err error) error {
@@ -251,10 +238,11 @@ func (s *Session) Err() error {
 // error as the reason the session ended, and scans the yamux frames read to
 // see which streams the peer closed.
 type wireConn struct {
-	conn net.Conn
-	raw  *batchConn // under conn's TLS, when it is one
-	fail func(error)
-	scan frameScanner
+	conn    net.Conn
+	raw     *batchConn // under conn's TLS, when it is one
+	fail    func(error)
+	streams *streamTable
+	scan    frameScanner
 
 	held    []byte       // frames held for what follows them (see Write)
 	opening atomic.Int32 // Session.Open calls between their SYN and header
@@ -263,9 +251,12 @@ type wireConn struct {
 // tlsRecordPayload is the most plaintext one TLS record carries.
 const tlsRecordPayload = 16 << 10
 
-func newWireConn(c *tls.Conn, fail func(error), scan frameScanner) *wireConn {
+func newWireConn(c *tls.Conn, fail func(error), streams *streamTable) *wireConn {
 	raw, _ := c.NetConn().(*batchConn)
-	return &wireConn{conn: c, raw: raw, fail: fail, scan: scan}
+	return &wireConn{conn: c, raw: raw, fail: fail, streams: streams, scan: frameScanner{
+		opened: streams.opened,
+		ended:  streams.peerEnded,
+	}}
 }
 
 func (w *wireConn) Read(b []byte) (int, error) {
@@ -292,6 +283,12 @@ func (w *wireConn) Read(b []byte) (int, error) {
 // Held bytes go out with the next write, whatever it is, so the order of
 // frames on the wire never changes. Only yamux's send loop calls Write.
 func (w *wireConn) Write(b []byte) (int, error) {
+	if len(b) == yamuxHeaderSize {
+		typ, flags := b[1], binary.BigEndian.Uint16(b[2:4])
+		if flags&yamuxFlagRST != 0 && (typ == yamuxTypeData || typ == yamuxTypeWindow) {
+			w.streams.reset(binary.BigEndian.Uint32(b[4:8]))
+		}
+	}
 	if len(b) == yamuxHeaderSize && len(w.held) < 64*yamuxHeaderSize {
 		typ, flags := b[1], binary.BigEndian.Uint16(b[2:4])
 		dataHeader := typ == yamuxTypeData && binary.BigEndian.Uint32(b[8:12]) > 0
@@ -379,9 +376,9 @@ const (
 type frameScanner struct {
 	opened func(id uint32)
 	ended  func(id uint32)
-	hdr   [yamuxHeaderSize]byte
-	have  int    // bytes of hdr collected
-	skip  uint32 // data bytes of the current frame still to pass
+	hdr    [yamuxHeaderSize]byte
+	have   int    // bytes of hdr collected
+	skip   uint32 // data bytes of the current frame still to pass
 }
 
 func (f *frameScanner) scan(b []byte) {

@@ -258,13 +258,14 @@ func refusal(code byte, reason string) []byte {
 // session: yamux reports both as io.EOF.
 type stream struct {
 	*yamux.Stream
-	sess *Session
+	sess  *Session
+	entry *streamEntry
 }
 
 func (s stream) Read(b []byte) (int, error) {
 	n, err := s.Stream.Read(b)
 	if err != nil {
-		err = s.sess.streamErr(s.StreamID(), err)
+		err = s.sess.streamErr(s.entry, err)
 	}
 	return n, err
 }
@@ -272,14 +273,14 @@ func (s stream) Read(b []byte) (int, error) {
 func (s stream) Write(b []byte) (int, error) {
 	n, err := s.Stream.Write(b)
 	if err != nil {
-		err = s.sess.streamErr(s.StreamID(), err)
+		err = s.sess.streamErr(s.entry, err)
 	}
 	return n, err
 }
 
 func (s stream) Close() error {
 	err := s.Stream.Close()
-	s.sess.forget(s.StreamID())
+	s.sess.streams.closed(s.StreamID(), s.entry)
 	return err
 }
 
