@@ -279,3 +279,45 @@ func TestServeStopsEverything(t *testing.T) {
 		t.Fatal("the node's session outlived the server")
 	}
 }
+
+// A stream the peer closed properly still ends with io.EOF when its session
+// ends before the data is read; a stream it did not close ends in an error.
+func TestStreamEndVersusSessionEnd(t *testing.T) {
+	pki := newTestPKI(t)
+	srv := newTestServer(t, pki.server)
+	srv.Handle("done", func(ctx context.Context, c net.Conn, h Header) { _, _ = c.Write([]byte("done")) })
+	srv.Handle("hang", func(ctx context.Context, c net.Conn, h Header) {
+		_, _ = c.Write([]byte("partial"))
+		<-ctx.Done()
+	})
+	s := dial(t, serve(t, srv), pki.client)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	done, err := s.Open(ctx, "done", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hang, err := s.Open(ctx, "hang", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the peer's FIN for "done" and the data of "hang" are in.
+	for done.(*clientConn).entry.state.Load()&entryPeerEnded == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("no FIN from the peer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := io.ReadFull(hang, make([]byte, 7)); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+
+	if got, err := io.ReadAll(done); err != nil || string(got) != "done" {
+		t.Fatalf("closed stream after session end: %q, %v; want done, EOF", got, err)
+	}
+	if _, err := io.ReadAll(hang); err == nil || !errors.Is(err, ErrSessionClosed) {
+		t.Fatalf("open stream after session end: %v; want an error naming the closed session", err)
+	}
+}
