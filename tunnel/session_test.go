@@ -169,8 +169,8 @@ func TestPeerVanishesMidStream(t *testing.T) {
 
 func TestKeepaliveDetectsSilentPeer(t *testing.T) {
 	pki := newTestPKI(t)
-	pki.client.KeepAliveInterval = 50 * time.Millisecond
-	pki.client.ConnectionWriteTimeout = 200 * time.Millisecond
+	pki.client.KeepAliveInterval = 100 * time.Millisecond
+	pki.client.ConnectionWriteTimeout = 2 * time.Second // also bounds the ping in Dial
 	proxy := newCutProxy(t, serve(t, newTestServer(t, pki.server)))
 	s := dial(t, proxy.addr(), pki.client)
 	proxy.blackhole()
