@@ -47,7 +47,7 @@ func run() int {
 		log.Error("provider setup failed", "provider", cfg.CloudProvider, "err", err)
 		return 2
 	}
-	d, err := daemon.New(daemon.Options{Config: cfg, Provider: prov, Logger: log, AdvertiseCapacity: true})
+	d, err := daemon.New(daemon.Options{Config: cfg, Provider: prov, Logger: log, Kubernetes: true})
 	if err != nil {
 		log.Error("start-up failed", "err", err)
 		return 1

@@ -20,9 +20,11 @@ import (
 	"github.com/peerpod/peerpod/provider"
 	"github.com/peerpod/peerpod/shim/config"
 	"github.com/peerpod/peerpod/shim/journal"
+	"github.com/peerpod/peerpod/shim/kube"
 	"github.com/peerpod/peerpod/shim/metrics"
 	"github.com/peerpod/peerpod/shim/nodecap"
 	"github.com/peerpod/peerpod/shim/ops"
+	"github.com/peerpod/peerpod/shim/pullsecrets"
 	"github.com/peerpod/peerpod/shim/reconcile"
 	"github.com/peerpod/peerpod/shim/retry"
 	"github.com/peerpod/peerpod/shim/sandbox"
@@ -51,10 +53,12 @@ type Options struct {
 	Retry retry.Policy
 	// Tunnel overrides tunnel defaults (timeouts, windows).
 	Tunnel tunnel.Config
-	// AdvertiseCapacity publishes kata.peerpods.io/vm = PEERPODS_LIMIT_PER_NODE
-	// on the node when running in a cluster (cmd/peerpodd sets it; tests
-	// leave it off so they never touch a cluster they happen to run in).
-	AdvertiseCapacity bool
+	// Kubernetes uses the in-cluster API server, when there is one, to
+	// publish kata.peerpods.io/vm = PEERPODS_LIMIT_PER_NODE on the node and
+	// to read pods' image pull secrets (unless Secrets is set). cmd/peerpodd
+	// sets it; tests leave it off so they never touch a cluster they happen
+	// to run in.
+	Kubernetes bool
 }
 
 // Daemon is one running peerpodd.
@@ -84,6 +88,18 @@ func New(opts Options) (*Daemon, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	var k *kube.Client
+	if opts.Kubernetes {
+		var err error
+		if k, err = kube.InCluster(); err != nil {
+			return nil, err
+		}
+		if k == nil {
+			log.Info("not running in a Kubernetes cluster: node capacity not published, no image pull secrets")
+		} else if opts.Secrets == nil {
+			opts.Secrets = (&pullsecrets.Source{Kube: k, Log: log}).Secrets
+		}
 	}
 	j, err := journal.Open(filepath.Join(cfg.StateDir, JournalDir))
 	if err != nil {
@@ -120,8 +136,8 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	var adv *nodecap.Advertiser
-	if opts.AdvertiseCapacity {
-		if adv, err = nodecap.InCluster(cfg.NodeName, cfg.PodUID, cfg.PodsLimit, log); err != nil {
+	if k != nil {
+		if adv, err = nodecap.New(k, cfg.NodeName, cfg.PodUID, cfg.PodsLimit, log); err != nil {
 			return nil, err
 		}
 	}

@@ -3,27 +3,21 @@
 // PEERPODS_LIMIT_PER_NODE in the node's status capacity, and the owner
 // annotation kata.peerpods.io/caa-owner = this daemon's pod UID, so that on
 // shutdown only the owning daemon withdraws them (rolling restarts stay
-// safe). It speaks the API server's REST API directly with the pod's
-// service-account token.
+// safe).
 package nodecap
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/peerpod/peerpod/shim/kube"
 )
 
 // Names used on the node object.
@@ -32,56 +26,22 @@ const (
 	OwnerAnnotation = "kata.peerpods.io/caa-owner"
 )
 
-// In-cluster service-account files.
-const (
-	saDir     = "/var/run/secrets/kubernetes.io/serviceaccount"
-	tokenFile = saDir + "/token"
-	caFile    = saDir + "/ca.crt"
-)
-
-// Advertiser patches one node. Create it with New or InCluster.
+// Advertiser patches one node.
 type Advertiser struct {
-	// BaseURL is the API server ("https://host:port").
-	BaseURL string
-	// Client makes the requests (TLS to the API server).
-	Client *http.Client
-	// Token returns the bearer token (re-read each time: projected tokens rotate).
-	Token func() (string, error)
+	// Kube is the API client.
+	Kube *kube.Client
 	// Node, Owner and Limit are the node name, this daemon's pod UID and the capacity.
 	Node, Owner string
 	Limit       int
 	Log         *slog.Logger
 }
 
-// InCluster returns an Advertiser using the pod's service account, or nil
-// (and no error) when not running in a cluster.
-func InCluster(node, owner string, limit int, log *slog.Logger) (*Advertiser, error) {
-	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
-	if host == "" || port == "" {
-		return nil, nil
-	}
+// New returns an Advertiser for node; owner is this daemon's pod UID.
+func New(k *kube.Client, node, owner string, limit int, log *slog.Logger) (*Advertiser, error) {
 	if owner == "" {
 		return nil, errors.New("POD_UID: is required in a cluster (set it from the downward API metadata.uid)")
 	}
-	ca, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("service account CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("service account CA %s: no certificate", caFile)
-	}
-	return &Advertiser{
-		BaseURL: "https://" + net.JoinHostPort(host, port),
-		Client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		}},
-		Token: func() (string, error) {
-			b, err := os.ReadFile(tokenFile)
-			return strings.TrimSpace(string(b)), err
-		},
-		Node: node, Owner: owner, Limit: limit, Log: log,
-	}, nil
+	return &Advertiser{Kube: k, Node: node, Owner: owner, Limit: limit, Log: log}, nil
 }
 
 func escape(key string) string { // JSON pointer token (RFC 6901)
@@ -153,59 +113,22 @@ func (a *Advertiser) logger() *slog.Logger {
 	return a.Log
 }
 
-func (a *Advertiser) nodeURL(sub string) string {
-	return a.BaseURL + "/api/v1/nodes/" + url.PathEscape(a.Node) + sub
-}
-
-func (a *Advertiser) do(req *http.Request) ([]byte, error) {
-	tok, err := a.Token()
-	if err != nil {
-		return nil, fmt.Errorf("service account token: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Accept", "application/json")
-	resp, err := a.Client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		var st struct {
-			Message string `json:"message"`
-		}
-		json.Unmarshal(body, &st)
-		return nil, fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, st.Message)
-	}
-	return body, nil
+func (a *Advertiser) nodePath(sub string) string {
+	return "/api/v1/nodes/" + url.PathEscape(a.Node) + sub
 }
 
 func (a *Advertiser) patch(ctx context.Context, sub, ctype string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, a.nodeURL(sub), bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", ctype)
-	_, err = a.do(req)
-	return err
+	return a.Kube.Patch(ctx, a.nodePath(sub), ctype, body)
 }
 
 func (a *Advertiser) currentOwner(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.nodeURL(""), nil)
-	if err != nil {
-		return "", err
-	}
-	body, err := a.do(req)
-	if err != nil {
-		return "", err
-	}
 	var n struct {
 		Metadata struct {
 			Annotations map[string]string `json:"annotations"`
 		} `json:"metadata"`
 	}
-	if err := json.Unmarshal(body, &n); err != nil {
-		return "", fmt.Errorf("decode node: %w", err)
+	if err := a.Kube.Get(ctx, a.nodePath(""), &n); err != nil {
+		return "", err
 	}
 	return n.Metadata.Annotations[OwnerAnnotation], nil
 }

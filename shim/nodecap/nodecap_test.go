@@ -3,6 +3,7 @@ package nodecap
 import (
 	"context"
 	"encoding/json"
+	"github.com/peerpod/peerpod/shim/kube"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -90,7 +91,7 @@ func setup(t *testing.T) (*apiNode, func(owner string) *Advertiser) {
 	srv := httptest.NewTLSServer(node)
 	t.Cleanup(srv.Close)
 	return node, func(owner string) *Advertiser {
-		return &Advertiser{BaseURL: srv.URL, Client: srv.Client(), Token: func() (string, error) { return "tok", nil },
+		return &Advertiser{Kube: &kube.Client{BaseURL: srv.URL, HTTP: srv.Client(), Token: func() (string, error) { return "tok", nil }},
 			Node: "node-1", Owner: owner, Limit: 10}
 	}
 }
@@ -126,7 +127,7 @@ func TestAdvertiseAndWithdraw(t *testing.T) {
 func TestErrorsNameTheCall(t *testing.T) {
 	_, adv := setup(t)
 	a := adv("uid")
-	a.Token = func() (string, error) { return "wrong", nil }
+	a.Kube.Token = func() (string, error) { return "wrong", nil }
 	err := a.Advertise(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "node-1") {
 		t.Fatalf("err = %v", err)
@@ -138,10 +139,8 @@ func TestErrorsNameTheCall(t *testing.T) {
 	}
 }
 
-func TestInClusterOutsideACluster(t *testing.T) {
-	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	a, err := InCluster("n", "uid", 10, nil)
-	if a != nil || err != nil {
-		t.Fatalf("outside a cluster: %v, %v", a, err)
+func TestNewNeedsOwner(t *testing.T) {
+	if _, err := New(&kube.Client{}, "n", "", 10, nil); err == nil || !strings.Contains(err.Error(), "POD_UID") {
+		t.Fatalf("err = %v", err)
 	}
 }
