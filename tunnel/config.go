@@ -41,7 +41,8 @@ type Config struct {
 	// caller; nothing is generated here. MinVersion is forced to TLS 1.3.
 	// The dialing side must present a certificate; the serving side requires
 	// and verifies one (ClientAuth is raised to RequireAndVerifyClientCert
-	// unless a Verifier checks the peer instead).
+	// unless it is RequireAnyClientCert and a Verifier checks the peer) and
+	// refuses GetConfigForClient, whose configs would escape these rules.
 	TLS *tls.Config
 	// Verifier is an optional extra check of the peer once the handshake is
 	// done (attestation). It is required when TLS.InsecureSkipVerify is set.

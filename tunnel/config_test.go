@@ -92,6 +92,12 @@ func TestRefusedConfigs(t *testing.T) {
 	if _, err := NewServer(anyCert); err == nil || !strings.Contains(err.Error(), "Verifier") {
 		t.Errorf("NewServer with RequireAnyClientCert and no Verifier = %v, want refusal", err)
 	}
+	perClient := pki.server
+	perClient.TLS = pki.server.TLS.Clone()
+	perClient.TLS.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return nil, nil }
+	if _, err := NewServer(perClient); err == nil || !strings.Contains(err.Error(), "GetConfigForClient") {
+		t.Errorf("NewServer with GetConfigForClient = %v, want refusal", err)
+	}
 	noServerCert := pki.server
 	noServerCert.TLS = &tls.Config{ClientCAs: pki.ca.pool}
 	if _, err := NewServer(noServerCert); err == nil || !strings.Contains(err.Error(), "server certificate") {

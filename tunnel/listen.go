@@ -39,7 +39,12 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	t := cfg.TLS
-	if len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
+	if t.GetConfigForClient != nil {
+		// The config it returns would escape the TLS 1.3 and client
+		// certificate settings forced here.
+		return nil, fmt.Errorf("tunnel: Config.TLS.GetConfigForClient is not supported; use Certificates or GetCertificate")
+	}
+	if len(t.Certificates) == 0 && t.GetCertificate == nil {
 		return nil, fmt.Errorf("tunnel: Config.TLS has no server certificate")
 	}
 	switch {
@@ -49,7 +54,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("tunnel: Config.TLS.ClientAuth RequireAnyClientCert needs a Config.Verifier to check the peer")
 	default:
 		t.ClientAuth = tls.RequireAndVerifyClientCert
-		if t.ClientCAs == nil && t.GetConfigForClient == nil {
+		if t.ClientCAs == nil {
 			return nil, fmt.Errorf("tunnel: Config.TLS.ClientCAs is required to verify the peer's certificate")
 		}
 	}
