@@ -221,6 +221,32 @@ func TestVerifier(t *testing.T) {
 		}
 		t.Logf("Dial: %v", err)
 	})
+	t.Run("VM checks any node certificate with its Verifier", func(t *testing.T) {
+		cfg := pki.server
+		cfg.TLS = &tls.Config{Certificates: pki.server.TLS.Certificates, ClientAuth: tls.RequireAnyClientCert}
+		cfg.Verifier = VerifierFunc(func(ctx context.Context, st tls.ConnectionState) error {
+			if cn := st.PeerCertificates[0].Subject.CommonName; cn != "node-a" {
+				return fmt.Errorf("unexpected node %q", cn)
+			}
+			return nil
+		})
+		addr := serve(t, newTestServer(t, cfg))
+		other := newTestCA(t, "node's own CA")
+		for _, tc := range []struct {
+			cn string
+			ok bool
+		}{{"node-a", true}, {"node-b", false}} {
+			node := pki.client
+			node.TLS = &tls.Config{RootCAs: pki.ca.pool, GetClientCertificate: alwaysSend(other.issue(t, tc.cn))}
+			s, err := Dial(ctx, addr, node)
+			if (err == nil) != tc.ok {
+				t.Fatalf("Dial as %s: %v, want ok=%v", tc.cn, err, tc.ok)
+			}
+			if err == nil {
+				_ = s.Close()
+			}
+		}
+	})
 	t.Run("self-signed VM checked by the Verifier only", func(t *testing.T) {
 		// As with attestation: the VM's certificate is its own, the node
 		// skips chain checks and relies on the Verifier.
