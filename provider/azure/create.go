@@ -131,23 +131,30 @@ func (p *Provider) create(ctx context.Context, pl *plan) (*provider.Instance, er
 	return inst, nil
 }
 
-// provision makes the public IP, the NIC and the VM.
+// provision makes the public IP, the NIC and the VM. A size that failed
+// after Azure accepted it is deleted with its VM, and the VM takes its NIC
+// and public IP with it (DeleteOption Delete), so they are made again
+// before the next size.
 func (p *Provider) provision(ctx context.Context, pl *plan) (*provider.Instance, error) {
-	var pip *armnetwork.PublicIPAddress
-	if p.cfg.PublicIP {
-		var err error
-		if pip, err = p.createPublicIP(ctx, pl); err != nil {
-			return nil, err
-		}
-	}
-	nic, err := p.createNIC(ctx, pl, pip)
-	if err != nil {
-		return nil, err
-	}
-	var tried []string
-	var last error
+	var (
+		pip   *armnetwork.PublicIPAddress
+		nic   *armnetwork.Interface
+		tried []string
+		last  error
+	)
 	for _, size := range pl.sizes {
-		vm, err := p.createVM(ctx, pl, size, *nic.ID)
+		if nic == nil {
+			var err error
+			if p.cfg.PublicIP {
+				if pip, err = p.createPublicIP(ctx, pl); err != nil {
+					return nil, err
+				}
+			}
+			if nic, err = p.createNIC(ctx, pl, pip); err != nil {
+				return nil, err
+			}
+		}
+		vm, removed, err := p.createVM(ctx, pl, size, *nic.ID)
 		if err == nil {
 			return p.instance(vm, nic, pip), nil
 		}
@@ -155,6 +162,9 @@ func (p *Provider) provision(ctx context.Context, pl *plan) (*provider.Instance,
 		last = err
 		if !errors.Is(err, provider.ErrCapacity) {
 			return nil, err
+		}
+		if removed {
+			nic, pip = nil, nil
 		}
 		p.log.Warn("no capacity, trying the next size", "vm", pl.name, "size", size, "err", err)
 	}
@@ -281,26 +291,27 @@ func (p *Provider) vmSpec(pl *plan, size, nicID string) armcompute.VirtualMachin
 	return vm
 }
 
-// createVM makes the VM with one size. When the operation fails after
-// Azure accepted it, the VM it left (state Failed) is deleted so the next
-// size starts clean.
-func (p *Provider) createVM(ctx context.Context, pl *plan, size, nicID string) (*armcompute.VirtualMachine, error) {
+// createVM makes the VM with one size. When the operation fails for lack
+// of capacity after Azure accepted it, the VM it left (state Failed) is
+// deleted so the next size starts clean; removed reports that.
+func (p *Provider) createVM(ctx context.Context, pl *plan, size, nicID string) (vm *armcompute.VirtualMachine, removed bool, err error) {
 	op := fmt.Sprintf("create VM %s (%s)", pl.name, size)
 	poller, err := p.vms.BeginCreateOrUpdate(ctx, p.cfg.ResourceGroup, pl.name, p.vmSpec(pl, size, nicID), nil)
 	if err != nil {
-		return nil, classify(op, err)
+		return nil, false, classify(op, err)
 	}
 	res, err := poller.PollUntilDone(ctx, p.pollOpts())
 	if err != nil {
 		err = classify(op, err)
 		if errors.Is(err, provider.ErrCapacity) {
 			if derr := p.deleteVM(ctx, p.cfg.ResourceGroup, pl.name); derr != nil {
-				return nil, fmt.Errorf("%v; deleting the failed VM: %w", err, derr)
+				return nil, false, fmt.Errorf("%v; deleting the failed VM: %w", err, derr)
 			}
+			return nil, true, err
 		}
-		return nil, err
+		return nil, false, err
 	}
-	return &res.VirtualMachine, nil
+	return &res.VirtualMachine, false, nil
 }
 
 // existing reports a VM found by name, reading its addresses from its NIC.
