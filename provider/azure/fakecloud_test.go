@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	azfake "github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	azfake "github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
@@ -74,9 +74,9 @@ type cloud struct {
 
 	// Knobs, set before use.
 	sizes     []*armcompute.VirtualMachineSize
-	pollSteps int                                // non-terminal answers before each LRO ends
-	latency   time.Duration                      // time a VM create takes to be accepted
-	vmFault   func(name, size string) *vmFault   // nil: no fault
+	pollSteps int                                 // non-terminal answers before each LRO ends
+	latency   time.Duration                       // time a VM create takes to be accepted
+	vmFault   func(name, size string) *vmFault    // nil: no fault
 	onRequest func(api string, req *http.Request) // observes each request
 	faults    []*httpFault
 
