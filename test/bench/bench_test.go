@@ -3,7 +3,9 @@
 // against the same request straight to the agent over a unix socket, and
 // 200 sandboxes created at once (time, peerpodd's RSS, goroutines after
 // they are stopped). peerpodd runs as its own process (test/daemonproc) over
-// the farm provider (test/farm), so its memory is its own.
+// the farm provider, and the farm's pod agents in another (test/farm), so
+// peerpodd's memory is its own and both paths of an agent request cross
+// from the client's process to the agent's as they do on a node.
 package bench
 
 import (
@@ -28,6 +30,9 @@ func TestMain(m *testing.M) {
 	if daemonproc.IsChild() {
 		os.Exit(daemonproc.Main())
 	}
+	if farm.IsChild() {
+		os.Exit(farm.ChildMain())
+	}
 	os.Exit(m.Run())
 }
 
@@ -42,7 +47,7 @@ func shortDir(t testing.TB) string {
 }
 
 type rig struct {
-	farm *farm.Farm
+	farm *farm.Remote
 	d    *daemonproc.Daemon
 	kc   *kataclient.Client
 }
@@ -50,11 +55,7 @@ type rig struct {
 func newRig(t testing.TB, createDelay time.Duration) *rig {
 	t.Helper()
 	dir := shortDir(t)
-	f, err := farm.New(dir, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.Close)
+	f := farm.StartProcess(t, dir)
 	d := daemonproc.Start(t, daemonproc.Options{Dir: dir, Env: map[string]string{
 		"CLOUD_PROVIDER": "farm", daemonproc.EnvFarmURL: f.URL, daemonproc.EnvFarmDelay: createDelay.String(),
 		"FORWARDER_PORT": fmt.Sprint(f.Port), "LOG_LEVEL": "warn", "PEERPODS_LIMIT_PER_NODE": "1000",
@@ -86,8 +87,9 @@ func version(ctx context.Context, conn net.Conn) error {
 	return nil
 }
 
-// BenchmarkAgentRPC: one 1 KiB request/response, interleaved between the two
-// paths so both see the same machine load. "conn-per-call" dials a new
+// BenchmarkAgentRPC: one 1 KiB request/response to the same agent process,
+// straight over its unix socket or through peerpodd's agent socket and the
+// tunnel, interleaved so both paths see the same machine load. "conn-per-call" dials a new
 // connection per request as the Kata runtime does; "kept-conn" reuses one.
 // The ratio metric is node/direct.
 func BenchmarkAgentRPC(b *testing.B) {
@@ -157,13 +159,11 @@ func report(b *testing.B, direct, node time.Duration) {
 // directSocket is the unix socket of the rig's only farm VM.
 func directSocket(b *testing.B, r *rig) string {
 	b.Helper()
-	for i := 1; i < 1000; i++ {
-		if p := r.farm.DirectSocket(fmt.Sprintf("farm-%d", i)); p != "" {
-			return p
-		}
+	vms, err := r.farm.VMs(context.Background())
+	if err != nil || len(vms) != 1 {
+		b.Fatalf("farm VMs %v, %v; want one", vms, err)
 	}
-	b.Fatal("farm has no VM")
-	return ""
+	return r.farm.DirectSocket(vms[0].ID)
 }
 
 // sandboxes is how many sandboxes BenchmarkCreate200 makes at once.
@@ -240,8 +240,8 @@ func BenchmarkCreate200(b *testing.B) {
 			})
 		}
 		wg.Wait()
-		if n := r.farm.Len(); n != 0 {
-			b.Fatalf("%d VMs left after StopVM", n)
+		if vms, err := r.farm.VMs(ctx); err != nil || len(vms) != 0 {
+			b.Fatalf("%d VMs left after StopVM (%v)", len(vms), err)
 		}
 		after := settle(r.d, base)
 		b.ReportMetric(single.Seconds(), "create1-s")

@@ -28,7 +28,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envSilent) != "" {
 		os.Exit(silentAgent(os.Getenv(envSilent)))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
 }
 
 // envSilent makes the test binary a "pod agent" that accepts TCP on the
