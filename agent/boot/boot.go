@@ -41,12 +41,17 @@ func (c *Config) defaults() {
 	}
 }
 
-// Setup makes the VM ready for the agent: mounts, modules, hostname, network.
-// It returns once the NIC is up with its address; the caller then starts the agent.
+// Setup makes the VM ready for the agent: root file system, mounts, modules,
+// hostname, network. It returns once the NIC is up with its address; the
+// caller then starts the agent. On the first run as PID 1 of an initramfs it
+// moves the root to a tmpfs and executes /init again (see SwitchRoot).
 func Setup(ctx context.Context, cfg Config) error {
 	cfg.defaults()
 	start := time.Now()
 	log := cfg.Logger
+	if NeedSwitchRoot() {
+		return SwitchRoot()
+	}
 	if err := MountAll(); err != nil {
 		return err
 	}

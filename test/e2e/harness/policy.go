@@ -7,12 +7,13 @@ import (
 
 // allowed are the agent requests the tests and the demo make.
 var allowed = []string{
-	"CreateSandboxRequest", "DestroySandboxRequest", "GetGuestDetailsRequest",
+	"CreateSandboxRequest", "DestroySandboxRequest", "GuestDetailsRequest",
 	"CreateContainerRequest", "StartContainerRequest", "RemoveContainerRequest",
 	"ExecProcessRequest", "SignalProcessRequest", "WaitProcessRequest",
 	"ReadStreamRequest", "WriteStreamRequest", "CloseStdinRequest", "TtyWinResizeRequest",
-	"CopyFileRequest", "StatsContainerRequest", "UpdateInterfaceRequest", "UpdateRoutesRequest",
-	"ListInterfacesRequest", "ListRoutesRequest", "RemoveStaleVirtiofsShareMountsRequest",
+	"CopyFileRequest", "StatsContainerRequest", "UpdateContainerRequest", "GetOOMEventRequest",
+	"UpdateInterfaceRequest", "UpdateRoutesRequest", "ListInterfacesRequest", "ListRoutesRequest",
+	"AddARPNeighborsRequest", "RemoveStaleVirtiofsShareMountsRequest",
 }
 
 // TestPolicy is a Rego agent policy allowing every request the tests make,
