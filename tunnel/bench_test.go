@@ -72,8 +72,9 @@ func echoDialers(b *testing.B) [2]dialer {
 	}
 }
 
-// paired runs b.N operations of each side, alternating phases of at most
-// phase operations, and reports both sides and their ratio. run(side, n)
+// paired runs b.N operations of each side, alternating short phases of at
+// most phase operations (a few milliseconds each, so that both sides see
+// the same machine), and reports both sides and their ratio. run(side, n)
 // performs n operations of side 0 (baseline) or 1 (tunnel).
 func paired(b *testing.B, phase int, bytesPerOp int64, run func(side, n int)) {
 	b.Helper()
@@ -136,7 +137,7 @@ func BenchmarkTTRPCEcho1KiB(b *testing.B) {
 			clients[side] = ttrpc.NewClient(conn)
 			defer clients[side].Close()
 		}
-		paired(b, 200, 0, func(side, n int) {
+		paired(b, 10, 0, func(side, n int) {
 			for range n {
 				if err := callEcho(ctx, clients[side], echoPayload); err != nil {
 					b.Fatal(err)
@@ -145,7 +146,7 @@ func BenchmarkTTRPCEcho1KiB(b *testing.B) {
 		})
 	})
 	b.Run("conn-per-call", func(b *testing.B) {
-		paired(b, 100, 0, func(side, n int) {
+		paired(b, 5, 0, func(side, n int) {
 			for range n {
 				if err := echoOnNewConn(ctx, d[side]); err != nil {
 					b.Fatal(err)
@@ -210,12 +211,12 @@ func BenchmarkTTRPCEcho1KiBParallel64(b *testing.B) {
 				defer clients[side][i].Close()
 			}
 		}
-		paired(b, 20*callers, 0, func(side, n int) {
+		paired(b, 4*callers, 0, func(side, n int) {
 			fanOut(n, func(i int) error { return callEcho(ctx, clients[side][i], echoPayload) })
 		})
 	})
 	b.Run("conn-per-call", func(b *testing.B) {
-		paired(b, 10*callers, 0, func(side, n int) {
+		paired(b, 2*callers, 0, func(side, n int) {
 			fanOut(n, func(int) error { return echoOnNewConn(ctx, d[side]) })
 		})
 	})
@@ -226,7 +227,7 @@ func BenchmarkTTRPCEcho1KiBParallel64(b *testing.B) {
 // io.Copy-style 32 KiB reads by a sink that acknowledges every phase.
 func BenchmarkThroughput1MiB(b *testing.B) {
 	const chunk = 1 << 20
-	const phase = 32 // MiB per phase: enough to fill the 16 MiB window twice
+	const phase = 16 // MiB per phase: enough to fill the 16 MiB window
 	buf := bytes.Repeat([]byte{0x5a}, chunk)
 	ctx := context.Background()
 
