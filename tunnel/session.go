@@ -122,14 +122,14 @@ func (s *Session) Open(ctx context.Context, kind Kind, meta map[string]string) (
 		s.wire.opening.Add(-1)
 		return nil, fmt.Errorf("tunnel: open %q stream to %s: %w", kind, s.conn.RemoteAddr(), s.explain(err))
 	}
-	e := s.streams.attach(st)
-	_, err = st.Write(hdr)
+	str := stream{st, s, s.streams.attach(st)}
+	_, err = str.Write(hdr)
 	s.wire.opening.Add(-1)
 	if err != nil {
-		_ = st.Close()
+		_ = str.Close()
 		return nil, fmt.Errorf("tunnel: send %q stream header to %s: %w", kind, s.conn.RemoteAddr(), s.explain(err))
 	}
-	return &clientConn{stream: stream{st, s, e}, kind: kind}, nil
+	return &clientConn{stream: str, kind: kind}, nil
 }
 
 // openStream opens a yamux stream, giving up when ctx ends. yamux blocks an
