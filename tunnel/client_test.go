@@ -121,3 +121,34 @@ func TestClientErrors(t *testing.T) {
 		t.Fatalf("Session with no client certificate = %v, want the config error", err)
 	}
 }
+
+func TestListenAndServe(t *testing.T) {
+	pki := newTestPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- newTestServer(t, pki.server).ListenAndServe(ctx, addr) }()
+	c := NewClient(addr, pki.client)
+	defer c.Close()
+	octx, ocancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ocancel()
+	s, err := c.Session(octx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := echoOnce(octx, s, KindHealth, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("ListenAndServe after cancel = %v", err)
+	}
+	if err := newTestServer(t, pki.server).ListenAndServe(context.Background(), "not an address"); err == nil {
+		t.Fatal("ListenAndServe on a bad address succeeded")
+	}
+}
