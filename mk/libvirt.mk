@@ -15,7 +15,7 @@ libvirtd:
 
 ## e2e: a whole pod through peerpodd, libvirt and a real pod VM (root; starts libvirtd itself)
 e2e: podvm-image
-	$(GO) test -count=1 -timeout 30m -v ./test/e2e/
+	PEERPOD_E2E=1 $(GO) test -count=1 -timeout 40m -v ./test/e2e/
 
 ## demo: install what is missing, build, run one pod VM end to end, tear it down
 demo:
@@ -23,4 +23,5 @@ demo:
 
 ## bench-libvirt: pod VM start figures (docs/benchmarks.md, ## libvirt)
 bench-libvirt: podvm-image podvm-image-tcpinit
-	$(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 10x ./test/e2e/
+	PEERPOD_E2E=1 $(GO) test -count=1 -timeout 40m -run '^$$' -bench StartVM -benchtime 10x ./test/e2e/
+	PEERPOD_E2E=1 $(GO) test -count=1 -timeout 20m -run '^$$' -bench FivePods -benchtime 2x ./test/e2e/

@@ -113,7 +113,9 @@ func (s *Sandbox) process(containerID, execID string) (*Container, *Process, err
 	if err != nil {
 		return nil, nil, err
 	}
-	if execID == "" {
+	if execID == "" || execID == containerID {
+		// The Kata runtime names a container's init process by the
+		// CreateContainer exec id, which is the container id.
 		return c, c.init, nil
 	}
 	c.mu.Lock()
@@ -214,7 +216,7 @@ func (s *Sandbox) Signal(ctx context.Context, containerID, execID string, sig sy
 		return nil // nothing left to signal
 	default:
 	}
-	if execID == "" {
+	if execID == "" || execID == containerID {
 		c.mu.Lock()
 		started := c.started
 		c.mu.Unlock()
