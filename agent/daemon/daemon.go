@@ -33,6 +33,8 @@ type Options struct {
 	KataAgentSocket string
 	// OnSecrets receives the secrets sent on a config stream.
 	OnSecrets func(ctx context.Context, s *userdata.Secrets) error
+	// Handlers serve further stream kinds (e.g. tunnel.KindNet).
+	Handlers map[tunnel.Kind]tunnel.Handler
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -65,6 +67,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 		_, _ = io.WriteString(c, reply)
 	})
+	for k, h := range o.Handlers {
+		srv.Handle(k, h)
+	}
 	var wg sync.WaitGroup
 	if o.KataAgentSocket != "" {
 		srv.Handle(tunnel.KindAgent, func(ctx context.Context, c net.Conn, _ tunnel.Header) {

@@ -12,17 +12,20 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 
 	"github.com/peerpod/peerpod/agent/boot"
 	"github.com/peerpod/peerpod/agent/daemon"
 	"github.com/peerpod/peerpod/agent/pause"
+	"github.com/peerpod/peerpod/agent/podnet"
 	"github.com/peerpod/peerpod/agent/policy"
 	"github.com/peerpod/peerpod/agent/runc"
 	"github.com/peerpod/peerpod/agent/sandbox"
 	"github.com/peerpod/peerpod/agent/service"
 	"github.com/peerpod/peerpod/api/userdata"
+	"github.com/peerpod/peerpod/tunnel"
 )
 
 func main() {
@@ -45,6 +48,7 @@ func run() error {
 	kataSock := fs.String("kata-agent-socket", "", "forward agent streams byte for byte to this upstream kata-agent unix socket")
 	allowAll := fs.Bool("dev-allow-all-policy", false, "DEVELOPMENT ONLY: serve every agent request without a policy")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	podNetNS := fs.String("pod-netns", "", "where the pod network namespace is pinned (default <state-dir>/podns)")
 	_ = fs.Parse(os.Args[1:])
 
 	var lvl slog.Level
@@ -80,6 +84,18 @@ func run() error {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	opts := daemon.Options{Listener: ln, TLS: tlsCfg, KataAgentSocket: *kataSock, Logger: log}
+	if *podNetNS == "" {
+		*podNetNS = filepath.Join(*stateDir, "podns")
+	}
+	if err := os.MkdirAll(filepath.Dir(*podNetNS), 0o755); err != nil {
+		return fmt.Errorf("pod netns directory: %w", err)
+	}
+	pn, err := podnet.New(podnet.Options{NetNSPath: *podNetNS, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer pn.Close()
+	opts.Handlers = map[tunnel.Kind]tunnel.Handler{tunnel.KindNet: pn.Handle}
 	if *kataSock != "" {
 		log.Info("forwarding agent streams to an upstream kata-agent", "socket", *kataSock)
 		return daemon.Run(ctx, opts)
