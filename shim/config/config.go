@@ -28,7 +28,7 @@ const (
 	DefaultProxyTimeout      = 5 * time.Minute
 	DefaultProbePort         = 8000
 	DefaultPodsLimit         = 10
-	DefaultTunnelType        = "vxlan"
+	DefaultTunnelType        = "tunnel"
 	DefaultVXLANPort         = 4789
 	DefaultReconcileGrace    = 5 * time.Minute
 	DefaultReconcileInterval = time.Minute
@@ -271,8 +271,8 @@ func Load(getenv func(string) string, args []string, decodeInitdata InitdataDeco
 	if c.TunnelType == "" {
 		c.TunnelType = DefaultTunnelType
 	}
-	if c.TunnelType != "vxlan" {
-		fail("TUNNEL_TYPE", "%q is not supported (vxlan)", c.TunnelType)
+	if c.TunnelType != "tunnel" && c.TunnelType != "vxlan" {
+		fail("TUNNEL_TYPE", "%q is not supported (tunnel or vxlan)", c.TunnelType)
 	}
 
 	c.Attester = get("ATTESTER")

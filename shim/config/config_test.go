@@ -30,7 +30,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Endpoint != DefaultEndpoint || c.PodsDir != DefaultPodsDir || c.StateDir != DefaultStateDir ||
 		c.ProxyTimeout != 5*time.Minute || c.ForwarderPort != 15150 || c.ProbePort != 8000 ||
-		c.PodsLimit != 10 || c.TunnelType != "vxlan" || c.VXLANPort != 4789 || c.Attester != "tdx" {
+		c.PodsLimit != 10 || c.TunnelType != "tunnel" || c.VXLANPort != 4789 || c.Attester != "tdx" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerpod/peerpod/podnet"
 	"github.com/peerpod/peerpod/provider"
 	"github.com/peerpod/peerpod/shim/config"
 	"github.com/peerpod/peerpod/shim/journal"
@@ -37,6 +38,8 @@ import (
 const (
 	JournalDir = "sandboxes"
 	CADir      = "ca"
+	// VNIFile keeps the VXLAN VNIs handed out (TUNNEL_TYPE=vxlan).
+	VNIFile = "podnet-vni.json"
 )
 
 // Options are what Run needs besides the configuration.
@@ -76,6 +79,7 @@ type Daemon struct {
 	started   chan struct{}
 	probeAddr string
 	nodecap   *nodecap.Advertiser
+	podnet    *podnet.Node
 }
 
 // New prepares a daemon: opens the journal and the node CA and builds the
@@ -114,12 +118,23 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	var vnis *podnet.VNIs
+	if cfg.TunnelType == podnet.ModeVXLAN {
+		if vnis, err = podnet.OpenVNIs(filepath.Join(cfg.StateDir, VNIFile), 0); err != nil {
+			return nil, fmt.Errorf("STATE_DIR: %w", err)
+		}
+	}
+	pn, err := podnet.NewNode(podnet.Options{Mode: cfg.TunnelType, VXLANPort: cfg.VXLANPort, VNIs: vnis, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("TUNNEL_TYPE: %w", err)
+	}
 	m := metrics.New()
 	mgr, err := sandbox.New(sandbox.Options{
 		Provider: opts.Provider, Journal: j, Credentials: ca, PodsDir: cfg.PodsDir,
 		Attester: cfg.Attester, DefaultInitdata: cfg.Initdata, ProxyTimeout: cfg.ProxyTimeout,
 		ForwarderPort: cfg.ForwarderPort, ClusterID: cfg.ClusterID, NodeName: cfg.NodeName, Tags: cfg.Tags,
 		Metrics: m, Logger: log, Retry: opts.Retry, Secrets: opts.Secrets, Tunnel: opts.Tunnel,
+		PodNetwork: pn,
 	})
 	if err != nil {
 		return nil, err
@@ -142,7 +157,7 @@ func New(opts Options) (*Daemon, error) {
 		}
 	}
 	return &Daemon{cfg: cfg, prov: opts.Provider, log: log, metrics: m, journal: j, mgr: mgr, rec: rec,
-		opts: opts, started: make(chan struct{}), nodecap: adv}, nil
+		opts: opts, started: make(chan struct{}), nodecap: adv, podnet: pn}, nil
 }
 
 // Manager is the sandbox manager.
@@ -220,6 +235,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.mgr.Restore(ctx); err != nil {
 		log.Error("journal restore incomplete", "err", err)
 	}
+	defer d.podnet.Close() // after the manager: pod devices stay for the next start
 	defer d.mgr.Close()
 	log.Info("journal restored", "sandboxes", len(d.mgr.Status()), "took", time.Since(start).Round(time.Millisecond))
 

@@ -82,6 +82,9 @@ type Options struct {
 	// AgentOpenTimeout bounds how long a connection on an agent socket waits
 	// for the VM to be ready (default 30s, the runtime's dial timeout).
 	AgentOpenTimeout time.Duration
+	// PodNetwork, when set, attaches each sandbox's pod network namespace
+	// (from CreateVM) to its VM on StartVM and detaches it on StopVM.
+	PodNetwork PodNetwork
 }
 
 // Manager owns every sandbox of the node. It is safe for concurrent use;

@@ -60,6 +60,7 @@ func (mg *Manager) Restore(ctx context.Context) error {
 			close(s.gone)
 			mg.goBackground(func(context.Context) {
 				defer s.mu.Unlock()
+				mg.detachNet(s, e)
 				if err := mg.deleteVM(s, e); err != nil {
 					s.log.Error("finishing interrupted delete failed; StopVM or the reconciler will retry", "err", err)
 					return
@@ -102,6 +103,9 @@ func (mg *Manager) reattach(s *sandbox, e journal.Entry) error {
 	mg.goBackground(func(ctx context.Context) {
 		if _, err := client.Session(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("re-dialling VM after restart failed", "addr", e.VMAddr, "err", err)
+		}
+		if err := mg.attachNet(ctx, e, client); err != nil && ctx.Err() == nil {
+			s.log.Error("re-attaching the pod network after restart failed", "netns", e.NetNS, "err", err)
 		}
 	})
 	return nil

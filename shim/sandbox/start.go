@@ -119,6 +119,10 @@ func (mg *Manager) StartVM(ctx context.Context, id string) error {
 		return mg.fail(s, e, causeOf(err), fmt.Errorf("start sandbox %s: %w", id, err))
 	}
 	client := tunnel.NewClient(e.VMAddr, cfg)
+	if err := mg.attachNet(ctx, e, client); err != nil {
+		client.Close()
+		return mg.fail(s, e, "network", fmt.Errorf("start sandbox %s: %w", id, err))
+	}
 	e.State, e.Error = journal.Running, ""
 	if err := mg.put(s, e); err != nil {
 		client.Close()
@@ -307,6 +311,7 @@ func (mg *Manager) fail(s *sandbox, e journal.Entry, cause string, err error) er
 	mg.m.StartFailures.WithLabelValues(mg.pname, cause).Inc()
 	s.close()
 	if e.State == journal.Provisioning {
+		mg.detachNet(s, e) // a crash may have come mid-attach
 		if derr := mg.deleteVM(s, e); derr != nil {
 			err = fmt.Errorf("%w; deleting VM %s also failed (the reconciler will retry): %v", err, e.VMName, derr)
 		} else {

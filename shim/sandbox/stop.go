@@ -33,6 +33,7 @@ func (mg *Manager) StopVM(ctx context.Context, id string) error {
 		return fmt.Errorf("sandbox %s: %w", id, ErrNotFound) // stopped while we waited
 	}
 	s.close()
+	mg.detachNet(s, e)
 	if e.State == journal.Provisioning || e.State == journal.Running || e.State == journal.Stopping ||
 		(e.State == journal.Failed && e.VMID != "") {
 		e.State = journal.Stopping
