@@ -208,7 +208,7 @@ func (s *Sandbox) StartContainer(ctx context.Context, id string) error {
 	if c.started {
 		return fmt.Errorf("container %s: already started: %w", id, ErrPrecondition)
 	}
-	if err := s.rc.Start(ctx, id); err != nil {
+	if err := s.rc.StartFifo(ctx, id, c.init.exited); err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
 	c.started = true

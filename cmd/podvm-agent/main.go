@@ -47,6 +47,9 @@ func run() error {
 	runcPath := fs.String("runc", runc.DefaultPath, "runc binary")
 	kataSock := fs.String("kata-agent-socket", "", "forward agent streams byte for byte to this upstream kata-agent unix socket")
 	allowAll := fs.Bool("dev-allow-all-policy", false, "DEVELOPMENT ONLY: serve every agent request without a policy")
+	kataRoot := fs.String("kata-root", sandbox.KataRoot, "local directory standing for the runtime's /run/kata-containers (tests)")
+	cgroupParent := fs.String("cgroup-parent", "/peerpod", "cgroup the sandbox's cgroups live under")
+	setHostname := fs.Bool("set-hostname", true, "set the VM's hostname from CreateSandbox")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	podNetNS := fs.String("pod-netns", "", "where the pod network namespace is pinned (default <state-dir>/podns)")
 	_ = fs.Parse(os.Args[1:])
@@ -112,7 +115,10 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("initdata policy: %w", err)
 	}
-	sb, err := sandbox.New(sandbox.Config{StateDir: *stateDir, PauseBundle: *pauseBundle, Runc: *runcPath, SetHostname: true, Logger: log})
+	sb, err := sandbox.New(sandbox.Config{
+		StateDir: *stateDir, KataRoot: *kataRoot, PauseBundle: *pauseBundle, Runc: *runcPath,
+		CgroupParent: *cgroupParent, SetHostname: *setHostname, Logger: log,
+	})
 	if err != nil {
 		return err
 	}
