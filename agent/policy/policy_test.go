@@ -278,3 +278,40 @@ func TestJSONPatch(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentDecisions runs decisions, denials and a policy replacement
+// at once (run with -race).
+func TestConcurrentDecisions(t *testing.T) {
+	ctx := context.Background()
+	p := strings.Replace(readPolicy(t, "small.rego"), "default SetPolicyRequest := false", "default SetPolicyRequest := true", 1)
+	e := newEngine(t, p, Options{})
+	done := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			var err error
+			for i := range 20 {
+				id := strings.Repeat(string(rune('a'+g)), 3) + string(rune('0'+i%10))
+				switch i % 4 {
+				case 0:
+					_ = e.Authorize(ctx, "CreateContainer", ccr(id, "pod-a"))
+				case 1:
+					if e.Authorize(ctx, "ReadStdout", &agent.ReadStreamRequest{}) == nil {
+						err = errors.New("ReadStdout allowed")
+					}
+				case 2:
+					_ = e.Authorize(ctx, "RemoveContainer", &agent.RemoveContainerRequest{ContainerId: id})
+				case 3:
+					if g == 0 && i == 3 {
+						err = errors.Join(err, e.SetPolicy(ctx, p))
+					}
+				}
+			}
+			done <- err
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
