@@ -81,10 +81,10 @@ func TestDomainXML(t *testing.T) {
 			want: []string{`type="kvm"`, `<acpi>`, `host-passthrough`, `network="default"`, `<vcpu>2</vcpu>`},
 		},
 		{
-			name: "uefi disk boot",
-			cfg:  Config{Firmware: "/usr/share/OVMF/OVMF_CODE_4M.fd", Volume: "podvm-base.qcow2"},
-			mod:  func(s *spec) { s.Disk = "/var/lib/libvirt/images/podvm-x-root.qcow2" },
-			want: []string{`machine="q35"`, `type="pflash"`, `OVMF_CODE_4M.fd`, `podvm-x-root.qcow2`, `bus="virtio"`},
+			name:    "uefi disk boot",
+			cfg:     Config{Firmware: "/usr/share/OVMF/OVMF_CODE_4M.fd", Volume: "podvm-base.qcow2"},
+			mod:     func(s *spec) { s.Disk = "/var/lib/libvirt/images/podvm-x-root.qcow2" },
+			want:    []string{`machine="q35"`, `type="pflash"`, `OVMF_CODE_4M.fd`, `podvm-x-root.qcow2`, `bus="virtio"`},
 			notWant: []string{`<kernel>`, `qboot`},
 		},
 		{
