@@ -238,3 +238,20 @@ func TestAge(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+func TestNewProviderNamesKey(t *testing.T) {
+	cases := []struct{ provider, key string }{
+		{"gcp", "CLOUD_PROVIDER"},
+		{"azure", "AZURE_"},
+		{"aws", "PODVM_AMI_ID"},
+		{"libvirt", "LIBVIRT_"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.provider, func(t *testing.T) {
+			_, err := newProvider(context.Background(), &config.Config{CloudProvider: tc.provider}, func(string) string { return "" })
+			if err == nil || !strings.Contains(err.Error(), tc.key) {
+				t.Fatalf("err = %v, want one naming %s", err, tc.key)
+			}
+		})
+	}
+}
