@@ -118,3 +118,28 @@ func TestSharedLibs(t *testing.T) {
 		}
 	}
 }
+
+// TestSameInputsSameBytes builds an image from real host files twice and compares.
+func TestSameInputsSameBytes(t *testing.T) {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("runc not installed")
+	}
+	img := func() []byte {
+		a := New(1234)
+		if err := a.AddBinary("/usr/sbin/runc", runc); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.AddHostFile("/etc/hostname", "/etc/hostname"); err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if _, err := a.WriteTo(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	if a, b := img(), img(); !bytes.Equal(a, b) {
+		t.Fatal("two builds from the same inputs differ")
+	}
+}
