@@ -304,7 +304,7 @@ func BenchmarkAgentRSS(b *testing.B) {
 	time.Sleep(time.Second)
 	idle := rssKiB(b, cmd.Process.Pid)
 	e := &emptypb.Empty{}
-	call("CreateSandbox", &pb.CreateSandboxRequest{Hostname: "rss", SandboxId: "rss"}, e)
+	call("CreateSandbox", &pb.CreateSandboxRequest{Hostname: "rss", SandboxId: "rss", Storages: []*pb.Storage{agenttest.ShmStorage()}}, e)
 	call("CreateContainer", &pb.CreateContainerRequest{ContainerId: "pause", OCI: agenttest.Spec("/pause"), Storages: agenttest.ImageStorage("pause", "pause")}, e)
 	call("StartContainer", &pb.StartContainerRequest{ContainerId: "pause"}, e)
 	for i := range 10 {
