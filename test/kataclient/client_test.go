@@ -192,8 +192,8 @@ func TestPodLifeSequence(t *testing.T) {
 	}
 	file := SharedPath("app", "/etc/hosts")
 	big := make([]byte, MaxCopyChunk+10)
-	out, st, err := s.Run(ctx, Container{ID: "app", Image: "docker.io/library/busybox:1.36", Args: []string{"echo", "hello", "world"}},
-		map[string][]byte{file: big})
+	out, st, err := s.Run(ctx, Container{ID: "app", Image: "docker.io/library/busybox:1.36", Args: []string{"echo", "hello", "world"},
+		Files: PodFiles(pod)}, map[string][]byte{file: big})
 	if err != nil || string(out) != "echo hello world" || st != 3 {
 		t.Fatalf("Run = %q, %d, %v", out, st, err)
 	}
@@ -214,7 +214,7 @@ func TestPodLifeSequence(t *testing.T) {
 		}
 	}
 	want := []string{"CreateVM", "StartVM", "Check", "SetPolicy", "CreateSandbox", "GetGuestDetails", "CreateContainer",
-		"StartContainer", "CopyFile", "CopyFile", "CreateContainer", "StartContainer", "ExecProcess",
+		"StartContainer", "CopyFile", "CopyFile", "CopyFile", "CopyFile", "CopyFile", "CreateContainer", "StartContainer", "ExecProcess",
 		"SignalProcess", "RemoveContainer", "RemoveStaleVirtiofsShareMounts", "DestroySandbox", "StopVM"}
 	if !slices.Equal(methods, want) {
 		t.Fatalf("calls\n got %v\nwant %v", methods, want)
@@ -257,6 +257,18 @@ func TestPodLifeSequence(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(st0.DriverOptions[0], "image_guest_pull=")), &opt); err != nil ||
 		opt.Metadata["io.kubernetes.cri.container-type"] != "sandbox" {
 		t.Fatalf("driver option %q: %v", st0.DriverOptions[0], err)
+	}
+	binds := map[string]string{}
+	for _, m := range fa.creates[1].OCI.Mounts {
+		if m.Type == "bind" {
+			binds[m.Destination] = m.Source
+		}
+	}
+	for _, dst := range []string{"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"} {
+		src, ok := binds[dst]
+		if !ok || !strings.HasPrefix(src, "/run/kata-containers/shared/containers/app-") || fa.copied[src] == 0 {
+			t.Errorf("%s: bind from %q (copied %d bytes)", dst, src, fa.copied[src])
+		}
 	}
 	if app := fa.creates[1]; app.Storages[0].Source != "docker.io/library/busybox:1.36" || app.OCI.Annotations["io.kubernetes.cri.image-name"] != "docker.io/library/busybox:1.36" {
 		t.Fatalf("app request %v", app)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -247,8 +248,13 @@ type Container struct {
 	Env      []string
 	Cwd      string
 	Terminal bool
-	// Mounts are extra OCI mounts (for example of CopyFile'd files).
+	// Mounts are extra OCI mounts.
 	Mounts []*agent.Mount
+	// Files are host files bind-mounted into the container, by destination
+	// path ("/etc/hosts"). With no shared file system the runtime copies
+	// each into the guest with CopyFile (SharedPath) before CreateContainer
+	// and bind-mounts the copy; CreateContainer does the same.
+	Files map[string][]byte
 	// Annotations are added to the spec's (CRI) annotations.
 	Annotations map[string]string
 }
@@ -256,6 +262,16 @@ type Container struct {
 // PauseContainer is the sandbox's pause container as the runtime creates it.
 func (s *Sandbox) PauseContainer() Container {
 	return Container{ID: s.ID, Image: "pause", Sandbox: true, Args: []string{"/pause"}, Cwd: "/"}
+}
+
+// PodFiles are the files kubelet bind-mounts into every container of pod
+// (/etc/hosts, /etc/hostname, /etc/resolv.conf), for Container.Files.
+func PodFiles(pod Pod) map[string][]byte {
+	return map[string][]byte{
+		"/etc/hosts":       []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+		"/etc/hostname":    []byte(pod.Name + "\n"),
+		"/etc/resolv.conf": []byte("nameserver 10.96.0.10\nsearch " + pod.Namespace + ".svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"),
+	}
 }
 
 // RootfsPath is where the guest mounts a container's image_guest_pull rootfs.
@@ -337,8 +353,23 @@ func (s *Sandbox) Request(ct Container) (*agent.CreateContainerRequest, error) {
 	}, nil
 }
 
-// CreateContainer sends CreateContainer for ct (create_container_timeout).
+// CreateContainer copies ct's Files into the guest (CopyFile each, as the
+// runtime shares bind-mounted host files), then sends CreateContainer for ct
+// (create_container_timeout) with a bind mount of each copy.
 func (s *Sandbox) CreateContainer(ctx context.Context, ct Container) error {
+	dsts := make([]string, 0, len(ct.Files))
+	for dst := range ct.Files {
+		dsts = append(dsts, dst)
+	}
+	slices.Sort(dsts)
+	ct.Mounts = slices.Clone(ct.Mounts)
+	for _, dst := range dsts {
+		guest := SharedPath(ct.ID, dst)
+		if err := s.CopyFile(ctx, guest, ct.Files[dst], 0o644); err != nil {
+			return err
+		}
+		ct.Mounts = append(ct.Mounts, &agent.Mount{Destination: dst, Source: guest, Type: "bind", Options: []string{"rbind", "rprivate", "ro"}})
+	}
 	req, err := s.Request(ct)
 	if err != nil {
 		return err
@@ -489,7 +520,8 @@ func (s *Sandbox) DeleteContainer(ctx context.Context, cid string) error {
 // Run creates and starts an app container the way the runtime does —
 // CopyFile for each file, CreateContainer, StartContainer — then waits for
 // it while draining its stdout, and returns the output and exit status.
-// files maps guest paths (see SharedPath) to contents.
+// files maps guest paths (see SharedPath) to contents, copied in addition
+// to ct.Files.
 func (s *Sandbox) Run(ctx context.Context, ct Container, files map[string][]byte) ([]byte, int32, error) {
 	for p, data := range files {
 		if err := s.CopyFile(ctx, p, data, 0o644); err != nil {
