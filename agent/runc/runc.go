@@ -74,7 +74,7 @@ func (r *Runc) runLog(cmd *exec.Cmd, log string) error {
 	for i := len(lines) - 1; i >= 0; i-- {
 		var e struct{ Level, Msg string }
 		if json.Unmarshal([]byte(lines[i]), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
-			return fmt.Errorf("%s: %w", e.Msg, err)
+			return fmt.Errorf("runc %s: %s", describe(cmd.Args[1:]), e.Msg)
 		}
 	}
 	return err
@@ -88,15 +88,29 @@ func (r *Runc) run(cmd *exec.Cmd) error {
 	}
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(stderr.String())
+		what := describe(cmd.Args[1:])
 		if strings.Contains(msg, "does not exist") || strings.Contains(msg, "not found") {
-			return fmt.Errorf("runc %s: %w: %s", cmd.Args[len(cmd.Args)-1], ErrNotExist, msg)
+			return fmt.Errorf("runc %s: %w: %s", what, ErrNotExist, lastLine(msg))
 		}
 		if msg == "" {
 			msg = err.Error()
 		}
-		return fmt.Errorf("runc %s: %s", strings.Join(cmd.Args[1:], " "), lastLine(msg))
+		return fmt.Errorf("runc %s: %s", what, lastLine(msg))
 	}
 	return nil
+}
+
+// describe names a runc invocation by its subcommand and container id,
+// skipping global flags.
+func describe(args []string) string {
+	i := 0
+	for i < len(args) && strings.HasPrefix(args[i], "--") {
+		i += 2
+	}
+	if i >= len(args) {
+		return strings.Join(args, " ")
+	}
+	return args[i] + " " + args[len(args)-1]
 }
 
 func lastLine(s string) string {
