@@ -201,6 +201,10 @@ func BenchmarkCreate200(b *testing.B) {
 		all := make([]*kataclient.Sandbox, sandboxes)
 		errs := make([]error, sandboxes)
 		var wg sync.WaitGroup
+		cpu0, err := r.d.Metric("process_cpu_seconds_total")
+		if err != nil {
+			b.Fatal(err)
+		}
 		start := time.Now()
 		for i := range sandboxes {
 			wg.Go(func() {
@@ -213,6 +217,10 @@ func BenchmarkCreate200(b *testing.B) {
 		}
 		wg.Wait()
 		took := time.Since(start)
+		cpu1, err := r.d.Metric("process_cpu_seconds_total")
+		if err != nil {
+			b.Fatal(err)
+		}
 		for i, err := range errs {
 			if err != nil {
 				b.Fatalf("sandbox %d: %v\n%s", i, err, r.d.Tail(10))
@@ -248,6 +256,7 @@ func BenchmarkCreate200(b *testing.B) {
 		b.ReportMetric(took.Seconds(), "create200-s")
 		b.ReportMetric(took.Seconds()/single.Seconds(), "ratio")
 		b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
+		b.ReportMetric(cpu1-cpu0, "peerpodd-cpu-s")
 		b.ReportMetric(running, "running")
 		b.ReportMetric(after-base, "goroutine-growth")
 	}
