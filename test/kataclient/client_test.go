@@ -329,3 +329,58 @@ func TestAnnotationsAlwaysPresent(t *testing.T) {
 		}
 	}
 }
+
+type oomAgent struct {
+	fakeAgent
+	events chan string
+}
+
+func (a *oomAgent) GetOOMEvent(ctx context.Context, _ *agent.GetOOMEventRequest) (*agent.OOMEvent, error) {
+	select {
+	case cid := <-a.events:
+		return &agent.OOMEvent{ContainerId: cid}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func TestMonitorAndOOMWatch(t *testing.T) {
+	dir := shortDir(t)
+	sock := filepath.Join(dir, "agent.ttrpc")
+	fa := &oomAgent{events: make(chan string, 2)}
+	ln := serve(t, sock, func(srv *ttrpc.Server) {
+		agent.RegisterAgentServiceService(srv, fa)
+		agent.RegisterHealthService(srv, health{})
+	})
+	c, _ := New(Config{HypervisorSocket: "/unused", DialTimeout: 300 * time.Millisecond})
+	s := c.Attach("sb", sock, Pod{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mon := s.Monitor(ctx, 20*time.Millisecond)
+	ooms := s.WatchOOM(ctx)
+	fa.events <- "app"
+	fa.events <- "side"
+	for _, want := range []string{"app", "side"} {
+		if got := <-ooms; got != want {
+			t.Fatalf("OOM event %q, want %q", got, want)
+		}
+	}
+	// Health checks keep coming, each on its own connection.
+	deadline := time.Now().Add(10 * time.Second)
+	for ln.n.Load() < 6 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ln.n.Load() < 6 {
+		t.Fatalf("%d connections, want the monitor's checks on new ones", ln.n.Load())
+	}
+	// The agent goes away: the monitor reports it.
+	os.Remove(sock)
+	select {
+	case err := <-mon:
+		if err == nil {
+			t.Fatal("monitor stopped without an error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("monitor did not notice the agent is gone")
+	}
+}

@@ -550,3 +550,68 @@ func (s *Sandbox) Run(ctx context.Context, ct Container, files map[string][]byte
 	}
 	return r.out, st, r.err
 }
+
+// MonitorInterval is how often the runtime's sandbox monitor checks the
+// agent (monitor.go defaultCheckInterval).
+const MonitorInterval = 5 * time.Second
+
+// Monitor runs the runtime's sandbox monitor until ctx ends: Health.Check
+// every interval (MonitorInterval if 0), each on a new connection. The
+// first failed check is sent on the returned channel, which is closed when
+// Monitor stops.
+func (s *Sandbox) Monitor(ctx context.Context, interval time.Duration) <-chan error {
+	if interval <= 0 {
+		interval = MonitorInterval
+	}
+	errc := make(chan error, 1)
+	go func() {
+		defer close(errc)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := s.Check(ctx); err != nil {
+				if ctx.Err() == nil {
+					errc <- err
+				}
+				return
+			}
+		}
+	}()
+	return errc
+}
+
+// WatchOOM runs the runtime's OOM watcher until ctx ends or a request
+// fails: GetOOMEvent with no timeout, again and again, each on a new
+// connection. Every container id reported is sent on the returned channel,
+// which is closed when WatchOOM stops.
+func (s *Sandbox) WatchOOM(ctx context.Context) <-chan string {
+	out := make(chan string)
+	go func() {
+		defer close(out)
+		for {
+			var cid string
+			err := s.svc(ctx, "GetOOMEvent", 0, func(ctx context.Context, a agent.AgentServiceService) error {
+				ev, err := a.GetOOMEvent(ctx, &agent.GetOOMEventRequest{})
+				if err != nil {
+					return err
+				}
+				cid = ev.ContainerId
+				return nil
+			})
+			if err != nil {
+				return
+			}
+			select {
+			case out <- cid:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
