@@ -68,6 +68,7 @@ type RefusedError struct {
 	Reason string
 }
 
+// Error names the stream's kind and why it was refused.
 func (e *RefusedError) Error() string {
 	name := statusNames[e.Code]
 	if name == "" {
