@@ -47,6 +47,9 @@ type Config struct {
 	SetHostname bool
 	// BufferSize bounds each process's buffered stdout and stderr (default stdio.DefaultBufferSize).
 	BufferSize int
+	// NetNS returns the pod network namespace containers join ("" or nil:
+	// the VM's own), e.g. agent/podnet's Manager.NetNS.
+	NetNS func() string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }

@@ -15,7 +15,7 @@ import (
 // prepareSpec turns the runtime's spec into the bundle runc runs: rootfs,
 // process defaults from the image (or the pause bundle), Kata paths mapped
 // to their local places, the sandbox's hostname and resolv.conf, the
-// container's cgroup, the VM's network namespace and, when the sandbox
+// container's cgroup, the pod's network namespace (or the VM's) and, when the sandbox
 // shares one, the pause container's pid namespace.
 func (s *Sandbox) prepareSpec(c *Container, req *pb.CreateContainerRequest, img *image.Image, pauseProc *specs.Process, sharePid bool, pausePid int) (*specs.Spec, error) {
 	spec := ocispec.Spec(req.OCI)
@@ -95,7 +95,7 @@ func (s *Sandbox) prepareSpec(c *Container, req *pb.CreateContainerRequest, img 
 	have := map[specs.LinuxNamespaceType]bool{}
 	for _, n := range l.Namespaces {
 		if n.Type == specs.NetworkNamespace || have[n.Type] {
-			continue // containers share the VM's network namespace
+			continue // containers share the pod's (or the VM's) network namespace
 		}
 		have[n.Type] = true
 		ns = append(ns, specs.LinuxNamespace{Type: n.Type}) // the runtime's paths name node namespaces
@@ -104,6 +104,11 @@ func (s *Sandbox) prepareSpec(c *Container, req *pb.CreateContainerRequest, img 
 		if !have[t] {
 			ns = append(ns, specs.LinuxNamespace{Type: t})
 			have[t] = true
+		}
+	}
+	if s.cfg.NetNS != nil {
+		if path := s.cfg.NetNS(); path != "" {
+			ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
 		}
 	}
 	if sharePid && pausePid > 0 {
