@@ -13,17 +13,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/peerpod/peerpod/api/initdata"
-	"github.com/peerpod/peerpod/provider"
-	"github.com/peerpod/peerpod/provider/aws"
-	"github.com/peerpod/peerpod/provider/azure"
-	"github.com/peerpod/peerpod/provider/libvirt"
 	"github.com/peerpod/peerpod/shim/config"
 	"github.com/peerpod/peerpod/shim/daemon"
-	"github.com/peerpod/peerpod/shim/sandbox"
+	"github.com/peerpod/peerpod/shim/providers"
 )
 
 func main() { os.Exit(run()) }
@@ -42,7 +37,7 @@ func run() int {
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	prov, err := newProvider(ctx, cfg)
+	prov, err := providers.New(ctx, cfg.CloudProvider, os.Getenv)
 	if err != nil {
 		log.Error("provider setup failed", "provider", cfg.CloudProvider, "err", err)
 		return 2
@@ -57,47 +52,6 @@ func run() int {
 		return 1
 	}
 	return 0
-}
-
-// providers lists the CLOUD_PROVIDER values this build supports.
-var providers = []string{"aws", "azure", "libvirt"}
-
-// newProvider builds the provider CLOUD_PROVIDER names from its own
-// environment keys. Test fixtures (the process provider) are not selectable.
-func newProvider(ctx context.Context, cfg *config.Config) (provider.Provider, error) {
-	switch cfg.CloudProvider {
-	case "aws":
-		c, err := aws.LoadConfig(os.Getenv)
-		if err != nil {
-			return nil, err
-		}
-		p, err := aws.New(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		return sandbox.WithInstanceTypePolicy(p, c.InstanceTypes, c.InstanceType), nil
-	case "azure":
-		c, err := azure.LoadConfig(os.Getenv)
-		if err != nil {
-			return nil, err
-		}
-		p, err := azure.New(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		return sandbox.WithInstanceTypePolicy(p, c.InstanceSizes, c.InstanceSize), nil
-	case "libvirt":
-		c, err := libvirt.LoadConfig(os.Getenv)
-		if err != nil {
-			return nil, err
-		}
-		p, err := libvirt.New(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		return p, nil
-	}
-	return nil, &config.Error{Key: "CLOUD_PROVIDER", Msg: fmt.Sprintf("%q is not one of %s", cfg.CloudProvider, strings.Join(providers, ", "))}
 }
 
 // decodeInitdata decodes INITDATA (base64 of gzip, or plain TOML) and checks it.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,18 +9,7 @@ import (
 	"testing"
 
 	"github.com/peerpod/peerpod/api/initdata"
-	"github.com/peerpod/peerpod/shim/config"
 )
-
-func TestNewProviderRefusesUnknown(t *testing.T) {
-	for _, name := range []string{"gcp", "procprovider", "sandboxtest"} {
-		_, err := newProvider(context.Background(), &config.Config{CloudProvider: name})
-		var ce *config.Error
-		if !errors.As(err, &ce) || ce.Key != "CLOUD_PROVIDER" {
-			t.Errorf("CLOUD_PROVIDER=%s: %v", name, err)
-		}
-	}
-}
 
 func TestDecodeInitdata(t *testing.T) {
 	toml, err := initdata.Marshal("sha256", map[string]string{"aa.toml": "a = 1\n"})
