@@ -59,8 +59,6 @@ type httpFault struct {
 
 // cloud is the in-memory state of one resource group.
 type cloud struct {
-	t *testing.T
-
 	mu      sync.Mutex
 	vms     map[string]*armcompute.VirtualMachine
 	nics    map[string]*armnetwork.Interface
@@ -83,7 +81,7 @@ type cloud struct {
 	router *router
 }
 
-func newCloud(t testing.TB) *cloud {
+func newCloud(_ testing.TB) *cloud {
 	c := &cloud{
 		vms:   map[string]*armcompute.VirtualMachine{},
 		nics:  map[string]*armnetwork.Interface{},
@@ -205,7 +203,11 @@ func (c *cloud) vmCreate(ctx context.Context, rg, name string, vm armcompute.Vir
 		errResp.SetResponseError(http.StatusBadRequest, "InvalidResourceReference")
 		return
 	}
-	stored := clone(&vm)
+	// The fake unmarshalled vm for this call alone; copy only what changes so
+	// the recorded request stays as sent. Stored values are never modified.
+	props := *vm.Properties
+	stored := vm
+	stored.Properties = &props
 	stored.ID = to.Ptr(rid("Microsoft.Compute/virtualMachines", name))
 	stored.Name = &name
 	stored.Properties.ProvisioningState = to.Ptr("Succeeded")
@@ -214,7 +216,7 @@ func (c *cloud) vmCreate(ctx context.Context, rg, name string, vm armcompute.Vir
 	if f != nil {
 		stored.Properties.ProvisioningState = to.Ptr("Failed")
 	}
-	c.vms[strings.ToLower(name)] = stored
+	c.vms[strings.ToLower(name)] = &stored
 	c.disks[strings.ToLower(*vm.Properties.StorageProfile.OSDisk.Name)] = strings.ToLower(name)
 	steps := c.pollSteps
 	if f != nil && steps == 0 {
@@ -227,7 +229,7 @@ func (c *cloud) vmCreate(ctx context.Context, rg, name string, vm armcompute.Vir
 		resp.SetTerminalError(f.status, f.code)
 		return
 	}
-	resp.SetTerminalResponse(http.StatusOK, armcompute.VirtualMachinesClientCreateOrUpdateResponse{VirtualMachine: *clone(stored)}, nil)
+	resp.SetTerminalResponse(http.StatusOK, armcompute.VirtualMachinesClientCreateOrUpdateResponse{VirtualMachine: stored}, nil)
 	return
 }
 
@@ -239,7 +241,7 @@ func (c *cloud) vmGet(_ context.Context, rg, name string, _ *armcompute.VirtualM
 		errResp.SetResponseError(http.StatusNotFound, "ResourceNotFound")
 		return
 	}
-	resp.SetResponse(http.StatusOK, armcompute.VirtualMachinesClientGetResponse{VirtualMachine: *clone(vm)}, nil)
+	resp.SetResponse(http.StatusOK, armcompute.VirtualMachinesClientGetResponse{VirtualMachine: *vm}, nil)
 	return
 }
 
@@ -286,7 +288,7 @@ func (c *cloud) vmList(rg string, _ *armcompute.VirtualMachinesClientListOptions
 	var page armcompute.VirtualMachinesClientListResponse
 	page.Value = []*armcompute.VirtualMachine{}
 	for _, vm := range c.vms {
-		page.Value = append(page.Value, clone(vm))
+		page.Value = append(page.Value, vm)
 	}
 	resp.AddPage(http.StatusOK, page, nil)
 	return
@@ -362,7 +364,7 @@ func (c *cloud) nicCreate(_ context.Context, rg, name string, nic armnetwork.Int
 	for range c.pollSteps {
 		resp.AddNonTerminalResponse(http.StatusCreated, nil)
 	}
-	resp.SetTerminalResponse(http.StatusOK, armnetwork.InterfacesClientCreateOrUpdateResponse{Interface: *clone(stored)}, nil)
+	resp.SetTerminalResponse(http.StatusOK, armnetwork.InterfacesClientCreateOrUpdateResponse{Interface: *stored}, nil)
 	return
 }
 
@@ -374,7 +376,7 @@ func (c *cloud) nicGet(_ context.Context, rg, name string, _ *armnetwork.Interfa
 		errResp.SetResponseError(http.StatusNotFound, "NotFound")
 		return
 	}
-	resp.SetResponse(http.StatusOK, armnetwork.InterfacesClientGetResponse{Interface: *clone(nic)}, nil)
+	resp.SetResponse(http.StatusOK, armnetwork.InterfacesClientGetResponse{Interface: *nic}, nil)
 	return
 }
 
@@ -413,7 +415,7 @@ func (c *cloud) ipCreate(_ context.Context, rg, name string, ip armnetwork.Publi
 		stored.Properties.IPAddress = to.Ptr(fmt.Sprintf("203.0.113.%d", c.nextIP%250+1))
 	}
 	c.ips[key] = stored
-	resp.SetTerminalResponse(http.StatusOK, armnetwork.PublicIPAddressesClientCreateOrUpdateResponse{PublicIPAddress: *clone(stored)}, nil)
+	resp.SetTerminalResponse(http.StatusOK, armnetwork.PublicIPAddressesClientCreateOrUpdateResponse{PublicIPAddress: *stored}, nil)
 	return
 }
 
@@ -425,7 +427,7 @@ func (c *cloud) ipGet(_ context.Context, rg, name string, _ *armnetwork.PublicIP
 		errResp.SetResponseError(http.StatusNotFound, "NotFound")
 		return
 	}
-	resp.SetResponse(http.StatusOK, armnetwork.PublicIPAddressesClientGetResponse{PublicIPAddress: *clone(ip)}, nil)
+	resp.SetResponse(http.StatusOK, armnetwork.PublicIPAddressesClientGetResponse{PublicIPAddress: *ip}, nil)
 	return
 }
 
