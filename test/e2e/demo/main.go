@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -40,6 +41,8 @@ func run(ctx context.Context) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("run as root (it starts libvirtd, makes a bridge and VMs)")
 	}
+	// Only problems from the libraries; the steps below say what happens.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	total := time.Now()
 	virt := libvirt.DetectVirtType()
 	mode := "KVM"
@@ -89,7 +92,14 @@ func run(ctx context.Context) error {
 	created := make(chan time.Duration, 1)
 	wctx, wcancel := context.WithCancel(ctx)
 	go watchVM(wctx, env, start, created)
-	err = sb.StartVM(ctx)
+	// StartVM is detached from ctx (as in the runtime); Ctrl-C must not wait for it.
+	startErr := make(chan error, 1)
+	go func() { startErr <- sb.StartVM(ctx) }()
+	select {
+	case err = <-startErr:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
 	wcancel()
 	if err != nil {
 		return fmt.Errorf("StartVM: %w", err)
