@@ -241,6 +241,10 @@ func resolvConf(lines []string) []byte {
 // be created again.
 func (s *Sandbox) Destroy(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.created && len(s.containers) == 0 {
+		s.mu.Unlock()
+		return nil // nothing to tear down
+	}
 	ids := make([]string, 0, len(s.containers))
 	for id := range s.containers {
 		ids = append(ids, id)
