@@ -11,162 +11,144 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxFrame bounds one frame on a net stream: a GSO super-frame of 64 KiB
 // plus its virtio_net_hdr and Ethernet header.
 const MaxFrame = 65536 + VnetHdrLen + 64
 
-// streamBuf is the size of a net stream's read and write buffers: frames
-// queued while the stream is busy go out in one write (fewer syscalls and
-// fuller TLS records) instead of one write each.
-const streamBuf = 256 << 10
+// batchSize is how many bytes of frames one stream write carries at most.
+// Every frame the TAP has ready is read (until it would block) into one
+// buffer that goes out in one write: one system call and as few TLS
+// records as the bytes need, instead of one each per frame.
+const batchSize = 512 << 10
 
-// queueLen is how many frames read from the TAP wait for the stream; more
-// are dropped (as a congested link would), and TCP recovers them.
-const queueLen = 1024
+// readBuf is the size of a net stream's read buffer.
+const readBuf = 256 << 10
 
 // Pump moves frames between a TAP device and whichever net stream is
-// attached with Run. Frames read while no stream is attached wait in a
-// bounded queue (and are dropped when it is full), so a re-dialled stream
-// carries on where the old one stopped.
+// attached with Run. While none is, frames wait in the TAP's queue (and
+// the kernel drops them once it is full, as a congested link would), so a
+// re-opened stream carries on where the old one stopped.
 type Pump struct {
-	tap  *os.File
-	q    chan []byte
-	pool sync.Pool
-	run  sync.Mutex // one Run at a time
+	tap *os.File
+	raw interface {
+		Read(func(fd uintptr) bool) error
+	}
+	run sync.Mutex // one Run at a time
 
-	drops, in, out atomic.Uint64
-	readErr        chan error
+	drops, in, out, inBytes, outBytes, batches atomic.Uint64
 }
 
-// NewPump starts reading frames from tap. Close stops it and closes tap.
+// NewPump returns a pump for tap (opened non-blocking, as OpenTAP does).
+// Close closes tap.
 func NewPump(tap *os.File) *Pump {
-	p := &Pump{tap: tap, q: make(chan []byte, queueLen), readErr: make(chan error, 1)}
-	p.pool.New = func() any { b := make([]byte, MaxFrame); return &b }
-	go p.read()
+	p := &Pump{tap: tap}
+	if rc, err := tap.SyscallConn(); err == nil {
+		p.raw = rc
+	}
 	return p
 }
 
-func (p *Pump) read() {
-	for {
-		bp := p.pool.Get().(*[]byte)
-		n, err := p.tap.Read(*bp)
-		if err != nil {
-			p.pool.Put(bp)
-			p.readErr <- err
-			close(p.q)
-			return
-		}
-		f := (*bp)[:n]
-		select {
-		case p.q <- f:
-		default:
-			p.drops.Add(1)
-			p.pool.Put(bp)
-		}
-	}
-}
-
-func (p *Pump) put(f []byte) {
-	f = f[:cap(f)]
-	p.pool.Put(&f)
-}
-
-// Stats are a pump's frame counters.
+// Stats are a pump's counters.
 type Stats struct {
-	ToStream, FromStream, Dropped uint64
+	ToStream, FromStream, Dropped  uint64
+	ToStreamBytes, FromStreamBytes uint64
+	// Writes is how many stream writes carried the ToStream frames.
+	Writes uint64
 }
 
-// Stats returns the frame counters.
+// Stats returns the counters.
 func (p *Pump) Stats() Stats {
-	return Stats{ToStream: p.out.Load(), FromStream: p.in.Load(), Dropped: p.drops.Load()}
+	return Stats{ToStream: p.out.Load(), FromStream: p.in.Load(), Dropped: p.drops.Load(),
+		ToStreamBytes: p.outBytes.Load(), FromStreamBytes: p.inBytes.Load(), Writes: p.batches.Load()}
 }
 
-// Close stops the pump and closes its TAP.
+// Close closes the pump's TAP, which ends a Run.
 func (p *Pump) Close() error { return p.tap.Close() }
 
 // Run forwards frames between the TAP and conn until conn fails, ctx ends
 // or the TAP is closed. It closes conn before returning.
 func (p *Pump) Run(ctx context.Context, conn net.Conn) error {
+	if p.raw == nil {
+		return errors.New("TAP is not pollable")
+	}
 	p.run.Lock()
 	defer p.run.Unlock()
+	_ = p.tap.SetReadDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() {
+		conn.Close()
+		_ = p.tap.SetReadDeadline(time.Unix(1, 0)) // wakes toStream
+	})
 	defer stop()
 	errc := make(chan error, 2)
-	go func() { errc <- p.toStream(ctx, conn) }()
+	go func() { errc <- p.toStream(conn) }()
 	go func() { errc <- p.fromStream(conn) }()
 	err := <-errc
 	cancel()
-	conn.Close()
 	<-errc
-	if ctx.Err() != nil && errors.Is(err, net.ErrClosed) {
-		return ctx.Err()
+	if ctx.Err() != nil && (errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded)) {
+		if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, context.Canceled) {
+			return cerr
+		}
 	}
 	return err
 }
 
-func (p *Pump) toStream(ctx context.Context, conn net.Conn) error {
-	w := bufio.NewWriterSize(conn, streamBuf)
-	var hdr [4]byte
-	put := func(f []byte) error {
-		binary.BigEndian.PutUint32(hdr[:], uint32(len(f)))
-		_, err := w.Write(hdr[:])
-		if err == nil {
-			_, err = w.Write(f)
-		}
-		p.put(f)
-		p.out.Add(1)
-		return err
-	}
+// toStream reads every frame the TAP has ready into one batch of
+// length-prefixed frames and writes it to conn.
+func (p *Pump) toStream(conn net.Conn) error {
+	buf := make([]byte, batchSize)
 	for {
-		var f []byte
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case f, ok = <-p.q:
-		}
-		if !ok {
-			return fmt.Errorf("TAP read: %w", <-p.peekErr())
-		}
-		if err := put(f); err != nil {
-			return fmt.Errorf("net stream write: %w", err)
-		}
-	drain:
-		for w.Buffered() < streamBuf-MaxFrame {
-			select {
-			case f, ok = <-p.q:
-				if !ok {
-					break drain
+		off, frames := 0, 0
+		var rerr error
+		err := p.raw.Read(func(fd uintptr) bool {
+			for off+4+MaxFrame <= len(buf) {
+				n, err := unix.Read(int(fd), buf[off+4:off+4+MaxFrame])
+				if err == unix.EINTR {
+					continue
 				}
-				if err := put(f); err != nil {
-					return fmt.Errorf("net stream write: %w", err)
+				if err == unix.EAGAIN {
+					return off > 0 // nothing more ready: send what we have, or wait
 				}
-			default:
-				break drain
+				if err != nil {
+					rerr = err
+					return true
+				}
+				if n == 0 {
+					rerr = io.EOF
+					return true
+				}
+				binary.BigEndian.PutUint32(buf[off:], uint32(n))
+				off += 4 + n
+				frames++
 			}
+			return true
+		})
+		if err == nil {
+			err = rerr
 		}
-		if err := w.Flush(); err != nil {
-			return fmt.Errorf("net stream write: %w", err)
+		if off > 0 {
+			if _, werr := conn.Write(buf[:off]); werr != nil {
+				return fmt.Errorf("net stream write: %w", werr)
+			}
+			p.out.Add(uint64(frames))
+			p.outBytes.Add(uint64(off - 4*frames))
+			p.batches.Add(1)
+		}
+		if err != nil {
+			return fmt.Errorf("TAP read: %w", err)
 		}
 	}
-}
-
-// peekErr returns the reader's error channel, keeping the error for the
-// next caller.
-func (p *Pump) peekErr() <-chan error {
-	c := make(chan error, 1)
-	err := <-p.readErr
-	p.readErr <- err
-	c <- err
-	return c
 }
 
 func (p *Pump) fromStream(conn net.Conn) error {
-	r := bufio.NewReaderSize(conn, streamBuf)
+	r := bufio.NewReaderSize(conn, readBuf)
 	var hdr [4]byte
 	buf := make([]byte, MaxFrame)
 	for {
@@ -181,6 +163,7 @@ func (p *Pump) fromStream(conn net.Conn) error {
 			return fmt.Errorf("net stream read: %w", err)
 		}
 		p.in.Add(1)
+		p.inBytes.Add(uint64(n))
 		if _, err := p.tap.Write(buf[:n]); err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				return fmt.Errorf("TAP write: %w", err)
