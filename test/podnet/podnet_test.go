@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -160,4 +161,44 @@ func readLog(r *rig) string {
 	r.logf.Sync()
 	b, _ := os.ReadFile(r.logf.Name())
 	return string(b)
+}
+
+// TestTunnelRedial kills the tunnel's TCP connection (ss -K) while 100 MiB
+// flow from the pod to the client: the tunnel client re-dials, the node
+// opens a new net stream, the VM's agent moves the pod's TAP onto it, and
+// the pod's TCP connection survives the outage.
+func TestTunnelRedial(t *testing.T) {
+	r := newRig(t, "tunnel", 1500)
+	if _, err := exec.LookPath("ss"); err != nil {
+		t.Skip("needs ss (iproute2)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	r.start(ctx)
+	want := fmt.Sprintf("%s %d", blobHash(blobSize), blobSize)
+	get := r.inCluster("get", fmt.Sprintf("http://%s:%d/blob?n=%d", podIP, podPort, blobSize), fmt.Sprint(20<<20))
+	type res struct {
+		out string
+		err error
+	}
+	done := make(chan res, 1)
+	go func() { out, err := output(ctx, get); done <- res{out, err} }()
+	time.Sleep(1500 * time.Millisecond)
+	out, err := exec.Command("ss", "-K", "-t", "dst", r.vm.VMIP.String()).CombinedOutput()
+	if err != nil {
+		r.fatalf("ss -K: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), r.vm.VMIP.String()) {
+		r.fatalf("ss -K killed no tunnel connection:\n%s", out)
+	}
+	got := <-done
+	if got.err != nil || strings.TrimSpace(got.out) != want {
+		r.fatalf("100 MiB across a tunnel re-dial: %q %v, want %q", got.out, got.err, want)
+	}
+	if !strings.Contains(readLog(r), "net stream re-opened") {
+		r.fatalf("no re-opened net stream logged")
+	}
+	if _, err := output(ctx, r.inCluster("ping", "-c", "2", "-W", "5", podIP)); err != nil {
+		r.fatalf("ping after the re-dial: %v", err)
+	}
 }
