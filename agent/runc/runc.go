@@ -243,3 +243,10 @@ func ReadPidFile(path string) (int, error) {
 	}
 	return pid, nil
 }
+
+// Update applies new resource limits (an OCI LinuxResources JSON document) to a container.
+func (r *Runc) Update(ctx context.Context, id string, resources []byte) error {
+	cmd := r.command(ctx, "update", "--resources", "-", id)
+	cmd.Stdin = bytes.NewReader(resources)
+	return r.run(cmd)
+}

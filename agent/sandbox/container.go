@@ -14,6 +14,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/peerpod/peerpod/agent/image"
+	"github.com/peerpod/peerpod/agent/ocispec"
 	"github.com/peerpod/peerpod/agent/pause"
 	"github.com/peerpod/peerpod/agent/runc"
 	pb "github.com/peerpod/peerpod/api/agent"
@@ -319,4 +320,23 @@ func (s *Sandbox) TerminationLog(id string) (string, error) {
 		return string(buf[:n]), nil
 	}
 	return "", fmt.Errorf("container %s: no termination log mounted at %s: %w", id, dest, ErrNotFound)
+}
+
+// UpdateContainer applies new resource limits to a running container.
+func (s *Sandbox) UpdateContainer(ctx context.Context, id string, res *pb.LinuxResources) error {
+	c, err := s.container(id)
+	if err != nil {
+		return err
+	}
+	if res == nil {
+		return fmt.Errorf("container %s: update without resources: %w", id, ErrInvalid)
+	}
+	b, err := json.Marshal(ocispec.Resources(res))
+	if err != nil {
+		return fmt.Errorf("container %s: update: %w", id, err)
+	}
+	if err := s.rc.Update(ctx, c.id, b); err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	return nil
 }

@@ -165,6 +165,14 @@ func TestKataSequence(t *testing.T) {
 		t.Fatalf("StatsContainer: %v %v", err, st.CgroupStats)
 	}
 
+	// UpdateContainer: a new memory limit reaches the cgroup.
+	if err := a.Agent(ctx, "UpdateContainer", &pb.UpdateContainerRequest{ContainerId: "app1", Resources: &pb.LinuxResources{Memory: &pb.LinuxMemory{Limit: 64 << 20}}}, e); err != nil {
+		t.Fatalf("UpdateContainer: %v", err)
+	}
+	if err := a.Agent(ctx, "StatsContainer", &pb.StatsContainerRequest{ContainerId: "app1"}, &st); err != nil || st.CgroupStats.GetMemoryStats().GetUsage().GetLimit() != 64<<20 {
+		t.Fatalf("limit after UpdateContainer: %v %d", err, st.CgroupStats.GetMemoryStats().GetUsage().GetLimit())
+	}
+
 	// Bad ids.
 	wantCode(t, a.Agent(ctx, "StartContainer", &pb.StartContainerRequest{ContainerId: "nope"}, e), codes.NotFound, "StartContainer unknown")
 	wantCode(t, a.Agent(ctx, "WaitProcess", &pb.WaitProcessRequest{ContainerId: "app1", ExecId: "nope"}, &wr), codes.NotFound, "WaitProcess unknown exec")

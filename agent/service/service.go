@@ -254,11 +254,12 @@ func (s *Service) TtyWinResize(_ context.Context, r *pb.TtyWinResizeRequest) (*e
 	return empty, toStatus(s.sb.ResizeTTY(r.ContainerId, r.ExecId, r.Row, r.Column))
 }
 
-// Not implemented: the remote hypervisor path never calls these (PROTOCOLS.md §1.4).
+// Not implemented: the remote hypervisor path never calls these (PROTOCOLS.md §1.4);
+// the node configures the VM's network itself.
 
-// UpdateContainer is not implemented.
-func (s *Service) UpdateContainer(context.Context, *pb.UpdateContainerRequest) (*emptypb.Empty, error) {
-	return nil, unimplemented("UpdateContainer")
+// UpdateContainer applies new resource limits (in-place resize).
+func (s *Service) UpdateContainer(ctx context.Context, r *pb.UpdateContainerRequest) (*emptypb.Empty, error) {
+	return empty, toStatus(s.sb.UpdateContainer(ctx, r.ContainerId, r.Resources))
 }
 
 // UpdateInterface is not implemented.
