@@ -50,6 +50,9 @@ type Config struct {
 	// NetNS returns the pod network namespace containers join ("" or nil:
 	// the VM's own), e.g. agent/podnet's Manager.NetNS.
 	NetNS func() string
+	// ReapOrphans makes the sandbox reap zombie children it did not start
+	// (the agent is PID 1 in the VM); stop it with Close.
+	ReapOrphans bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -97,6 +100,8 @@ type Sandbox struct {
 	shared *copyfile.Writer
 	log    *slog.Logger
 	oom    chan string
+	stop   chan struct{}
+	once   sync.Once
 
 	mu         sync.Mutex
 	created    bool
@@ -128,10 +133,19 @@ func New(cfg Config) (*Sandbox, error) {
 		rc:         &runc.Runc{Path: cfg.Runc, Root: filepath.Join(cfg.StateDir, "runc")},
 		log:        cfg.Logger,
 		oom:        make(chan string, 128),
+		stop:       make(chan struct{}),
 		containers: map[string]*Container{},
 	}
 	s.shared = &copyfile.Writer{Dir: s.local(copyfile.Prefix)}
+	if cfg.ReapOrphans {
+		go s.reapOrphans(s.stop)
+	}
 	return s, nil
+}
+
+// Close stops the sandbox's background work (the orphan reaper).
+func (s *Sandbox) Close() {
+	s.once.Do(func() { close(s.stop) })
 }
 
 // Images is the sandbox's image store (to set registry credentials).

@@ -117,7 +117,7 @@ func run() error {
 	}
 	sb, err := sandbox.New(sandbox.Config{
 		StateDir: *stateDir, KataRoot: *kataRoot, PauseBundle: *pauseBundle, Runc: *runcPath,
-		CgroupParent: *cgroupParent, SetHostname: *setHostname, NetNS: pn.NetNS, Logger: log,
+		CgroupParent: *cgroupParent, SetHostname: *setHostname, NetNS: pn.NetNS, ReapOrphans: true, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -121,12 +121,13 @@ func Start(t testing.TB, o Options) *Agent {
 	}
 	sb, err := sandbox.New(sandbox.Config{
 		StateDir: a.StateDir, KataRoot: a.KataRoot, PauseBundle: PauseBundle(t),
-		Cgroups: cg, CgroupParent: a.CgroupParent, Logger: log,
+		Cgroups: cg, CgroupParent: a.CgroupParent, ReapOrphans: true, Logger: log,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		sb.Close()
 		_ = sb.Destroy(context.Background())
 		_ = cg.Remove(a.CgroupParent)
 	})
