@@ -119,6 +119,20 @@ type rig struct {
 // starts peerpodd in mode; start makes the VM.
 func newRig(t testing.TB, mode string, mtu int) *rig {
 	t.Helper()
+	return newRigWith(t, mode, mtu, rigOptions{})
+}
+
+// rigOptions tune newRigWith.
+type rigOptions struct {
+	// agentArgs are extra podvm-agent flags.
+	agentArgs []string
+	// cgroups gives the agent this process's cgroup mounts (runc needs
+	// them; "ip netns exec" mounts a /sys of its own without them).
+	cgroups bool
+}
+
+func newRigWith(t testing.TB, mode string, mtu int, o rigOptions) *rig {
+	t.Helper()
 	requireRoot(t)
 	self, err := os.Executable()
 	if err != nil {
@@ -163,9 +177,18 @@ func newRig(t testing.TB, mode string, mtu int) *rig {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	agent := buildAgent(t)
+	args := append([]string{"--dev-allow-all-policy", "--log-level", "debug", "--set-hostname=false"}, o.agentArgs...)
+	var command func(vm *procprovider.VM) []string
+	if o.cgroups {
+		script := cgroupMounts(t) + `exec "$@"`
+		command = func(vm *procprovider.VM) []string {
+			return append([]string{"/bin/sh", "-ec", script, "agent",
+				agent, "--userdata-file", vm.UserData, "--state-dir", vm.AgentDir}, args...)
+		}
+	}
 	r.prov, err = procprovider.New(procprovider.Config{
-		StateDir: filepath.Join(base, "vms"), AgentPath: buildAgent(t),
-		AgentArgs: []string{"--dev-allow-all-policy", "--log-level", "debug", "--set-hostname=false"},
+		StateDir: filepath.Join(base, "vms"), AgentPath: agent, AgentArgs: args, Command: command,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -334,4 +357,26 @@ func (r *rig) podState() string {
 func hostLeftover(t testing.TB, id string) bool {
 	t.Helper()
 	return exec.Command("ip", "link", "show", podnet.DeviceName(id)).Run() == nil
+}
+
+// cgroupMounts is a shell script that mounts this process's cgroup
+// hierarchies again under a fresh /sys (as "ip netns exec" leaves it).
+func cgroupMounts(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sc strings.Builder
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 4 || (f[1] != "/sys/fs/cgroup" && !strings.HasPrefix(f[1], "/sys/fs/cgroup/")) {
+			continue
+		}
+		fmt.Fprintf(&sc, "mkdir -p %s && mount -t %s -o %s %s %s\n", f[1], f[2], f[3], f[0], f[1])
+	}
+	if sc.Len() == 0 {
+		t.Skip("needs cgroups mounted at /sys/fs/cgroup")
+	}
+	return sc.String()
 }
