@@ -3,9 +3,10 @@ AGENT_PKGS := ./agent/... ./cmd/podvm-agent/...
 
 .PHONY: podvm-agent agent-test bench-agent
 
-## podvm-agent: the static podvm-agent binary (also `podvm-agent pause`) in bin/
+## podvm-agent: the static podvm-agent binary and the small static pause binary in bin/
 podvm-agent:
 	CGO_ENABLED=0 $(GO) build -ldflags="-s -w" -o $(BIN)/podvm-agent ./cmd/podvm-agent
+	CGO_ENABLED=0 $(GO) build -ldflags="-s -w" -o $(BIN)/pause ./cmd/podvm-agent/pause
 
 ## agent-test: agent unit and integration tests (root: runc, overlay mounts, cgroups, a loopback registry)
 agent-test:
