@@ -70,6 +70,10 @@ type Mount struct {
 type Common struct {
 	// EnvRegex matches variables the runtime adds (service links, HOSTNAME).
 	EnvRegex string `json:"env_regex"`
+	// EnvLinesRegex matches any number of such variables, each followed by
+	// a newline: the rules check all of a request's runtime variables with
+	// one match.
+	EnvLinesRegex string `json:"env_lines_regex"`
 	// CopyFileRegex is where CopyFile may write.
 	CopyFileRegex string `json:"copy_file_regex"`
 }
@@ -84,18 +88,20 @@ var DefaultCapabilities = []string{
 
 // defaultCommon are the shared settings.
 func defaultCommon() Common {
+	alternatives := strings.Join([]string{
+		`HOSTNAME=[A-Za-z0-9.-]+`,
+		`TERM=xterm`,
+		`[A-Z0-9_]+_SERVICE_HOST=[0-9a-fA-F.:]+`,
+		`[A-Z0-9_]+_SERVICE_PORT(_[A-Z0-9_]+)?=[0-9]+`,
+		`[A-Z0-9_]+_PORT=(tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+`,
+		`[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)=(tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+`,
+		`[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)_PROTO=(tcp|udp|sctp)`,
+		`[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)_PORT=[0-9]+`,
+		`[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)_ADDR=[0-9a-fA-F.:]+`,
+	}, "|")
 	return Common{
-		EnvRegex: "^(?:" + strings.Join([]string{
-			`HOSTNAME=[A-Za-z0-9.-]+`,
-			`TERM=xterm`,
-			`[A-Z0-9_]+_SERVICE_HOST=[0-9a-fA-F.:]+`,
-			`[A-Z0-9_]+_SERVICE_PORT(_[A-Z0-9_]+)?=[0-9]+`,
-			`[A-Z0-9_]+_PORT=(tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+`,
-			`[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)=(tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+`,
-			`[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)_PROTO=(tcp|udp|sctp)`,
-			`[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)_PORT=[0-9]+`,
-			`[A-Z0-9_]+_PORT_[0-9]+_(TCP|UDP|SCTP)_ADDR=[0-9a-fA-F.:]+`,
-		}, "|") + ")$",
+		EnvRegex:      "^(?:" + alternatives + ")$",
+		EnvLinesRegex: "^(?:(?:" + alternatives + ")\n)*$",
 		CopyFileRegex: `^/run/kata-containers/shared/containers/(watchable/)?[0-9a-f]{64}-[a-z0-9]{16}-[^/]+(/.*)?$`,
 	}
 }

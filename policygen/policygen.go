@@ -121,9 +121,10 @@ func Generate(ctx context.Context, doc []byte, opts Options) (*Result, error) {
 }
 
 // Render returns Rules followed by "policy_data := <data>". The data is
-// written as a Rego value in which the lists the rules use as sets (env,
-// env_any_value, capabilities, required_mounts, ro_mounts) are sets and
-// mounts is an object keyed by destination, so a decision needs no scans.
+// written as a Rego value in which the lists the rules use as sets
+// (env, env_any_value, required_mounts, ro_mounts) are sets, capabilities
+// is an object keyed by its entries (for object.filter)
+// and mounts is an object keyed by destination, so a decision needs no scans.
 func Render(data *PolicyData) (string, error) {
 	b, err := json.Marshal(data)
 	if err != nil {
@@ -141,11 +142,19 @@ func Render(data *PolicyData) (string, error) {
 		nc := ast.NewObject()
 		c.Foreach(func(k, v *ast.Term) {
 			switch k.Value.(ast.String) {
-			case "env", "env_any_value", "capabilities", "required_mounts", "ro_mounts":
+			case "env", "env_any_value", "required_mounts", "ro_mounts":
 				arr := v.Value.(*ast.Array)
 				set := ast.NewSet()
 				arr.Foreach(func(t *ast.Term) { set.Add(t) })
 				nc.Insert(k, ast.NewTerm(set))
+			case "capabilities":
+				// An object keyed by the entries (values true), so the
+				// rules check a whole input list with one builtin call
+				// (object.filter).
+				arr := v.Value.(*ast.Array)
+				keys := ast.NewObject()
+				arr.Foreach(func(t *ast.Term) { keys.Insert(t, ast.InternedTerm(true)) })
+				nc.Insert(k, ast.NewTerm(keys))
 			case "mounts":
 				byDest := ast.NewObject()
 				v.Value.(*ast.Array).Foreach(func(m *ast.Term) {

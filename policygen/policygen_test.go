@@ -262,6 +262,12 @@ func TestGeneratedPolicyDenialsNameTheDifference(t *testing.T) {
 		{"env added", func(r *agent.CreateContainerRequest) {
 			r.OCI.Process.Env = append(r.OCI.Process.Env, "LD_PRELOAD=/tmp/x.so")
 		}, `env: not allowed ["LD_PRELOAD=/tmp/x.so"]`},
+		{"runtime variable with a bad value", func(r *agent.CreateContainerRequest) {
+			r.OCI.Process.Env = append(r.OCI.Process.Env, "EVIL_SERVICE_HOST=10.0.0.1;x")
+		}, `env: not allowed ["EVIL_SERVICE_HOST=10.0.0.1;x"]`},
+		{"runtime variable hiding a second line", func(r *agent.CreateContainerRequest) {
+			r.OCI.Process.Env = append(r.OCI.Process.Env, "HOSTNAME=web\nTERM=xterm")
+		}, `env: not allowed ["HOSTNAME=web\nTERM=xterm"]`},
 		{"image digest", func(r *agent.CreateContainerRequest) {
 			r.Storages[0].Source = strings.Split(pinned, "@")[0] + "@sha256:" + strings.Repeat("1", 64)
 		}, "image: policy " + pinned},

@@ -165,16 +165,27 @@ check_args(c) if {
 	print("command: policy", c.args, "request", input.OCI.Process.Args)
 }
 
-# c.env and c.env_any_value are sets; the variables the input has beyond
-# c.env must be ones whose value is not pinned, or runtime-added ones.
+# c.env and c.env_any_value are sets. The input's entries beyond c.env must
+# be ones whose name is not pinned (c.env_any_value), or ones the runtime
+# adds: those are checked together, one regular expression match over all
+# of them (one line each), not one match per entry.
 input_env := {e | some e in input.OCI.Process.Env}
 
 check_env(c) if {
 	count(c.env - input_env) == 0
-	extra := input_env - c.env
-	count(extra) == count({e | some e in extra; c.env_any_value[split(e, "=")[0]]} | {e | some e in extra; regex.match(policy_data.common.env_regex, e)})
+	any_value := {concat("", [n, "="]) | some n in c.env_any_value}
+	runtime := [e | some e in input_env - c.env; not strings.any_prefix_match(e, any_value)]
+	runtime_env_ok(runtime)
 } else := false if {
 	print("env: not allowed", sort({e | some e in input_env - c.env; not env_extra_ok(c, e)}), "missing", sort(c.env - input_env))
+}
+
+# Variables the runtime adds, one per line (none may hold a newline).
+runtime_env_ok([])
+
+runtime_env_ok(runtime) if {
+	not contains(concat("", runtime), "\n")
+	regex.match(policy_data.common.env_lines_regex, concat("", [concat("\n", runtime), "\n"]))
 }
 
 env_extra_ok(c, e) if c.env_any_value[split(e, "=")[0]]
@@ -205,25 +216,43 @@ check_privileges(c) if {
 
 check_caps(c) if c.privileged == true
 
+# c.capabilities is an object keyed by the allowed capabilities: a list is
+# allowed when filtering the object by it keeps as many keys as the list has
+# entries (every entry allowed, none repeated), one builtin call per list.
 check_caps(c) if {
 	c.privileged == false
 	caps := input.OCI.Process.Capabilities
-	count({x | some set in [caps.Bounding, caps.Effective, caps.Permitted, caps.Inheritable, caps.Ambient]; some x in set} - c.capabilities) == 0
+	caps_ok(c, caps.Bounding)
+	caps_ok(c, caps.Effective)
+	caps_ok(c, caps.Permitted)
+	caps_ok(c, caps.Inheritable)
+	caps_ok(c, caps.Ambient)
 } else := false if {
 	caps := input.OCI.Process.Capabilities
-	print("capabilities not allowed:", sort({x | some set in [caps.Bounding, caps.Effective, caps.Permitted, caps.Inheritable, caps.Ambient]; some x in set} - c.capabilities))
+	print("capabilities not allowed:", sort({x | some set in [caps.Bounding, caps.Effective, caps.Permitted, caps.Inheritable, caps.Ambient]; some x in set; not c.capabilities[x]}))
 }
+
+caps_ok(c, list) if count(object.filter(c.capabilities, list)) == count(list)
 
 # c.mounts maps a destination to its type, source prefix and read-only
 # flag; c.required_mounts and c.ro_mounts are sets of destinations.
 check_mounts(c) if {
-	mounts := input.OCI.Mounts
-	count({i | some i, m in mounts; pm := c.mounts[m.destination]; pm.type_ == m.type_; startswith(m.source, pm.source_prefix)}) == count(mounts)
+	count([1 |
+		some m in input.OCI.Mounts
+		pm := c.mounts[m.destination]
+		pm.type_ == m.type_
+		startswith(m.source, pm.source_prefix)
+		read_only_ok(pm.read_only, m.options)
+	]) == count(input.OCI.Mounts)
 	count(c.required_mounts - input_mount_dests) == 0
-	count((c.ro_mounts & input_mount_dests) - input_ro_dests) == 0
 } else := false if {
 	print("mounts: not allowed", [m.destination | some m in input.OCI.Mounts; not mount_ok(c, m)], "missing", sort(c.required_mounts - input_mount_dests), "not read-only", sort((c.ro_mounts & input_mount_dests) - input_ro_dests))
 }
+
+# A mount the policy pins read-only must carry "ro".
+read_only_ok(false, _)
+
+read_only_ok(true, options) if "ro" in options
 
 input_mount_dests := {m.destination | some m in input.OCI.Mounts}
 
