@@ -202,7 +202,8 @@ func (c *Container) pruneExecsLocked() {
 	}
 }
 
-// Signal sends sig to a process; execID "" signals every process of the container.
+// Signal sends sig to a process; execID "" signals every process of the
+// container, the container id (the init's exec id) its init process only.
 func (s *Sandbox) Signal(ctx context.Context, containerID, execID string, sig syscall.Signal) error {
 	c, p, err := s.process(containerID, execID)
 	if err != nil {
@@ -211,19 +212,23 @@ func (s *Sandbox) Signal(ctx context.Context, containerID, execID string, sig sy
 	if p == nil {
 		return fmt.Errorf("container %s: exec %s is starting: %w", containerID, execID, ErrPrecondition)
 	}
+	all := execID == ""
 	select {
 	case <-p.exited:
-		return nil // nothing left to signal
+		if !all {
+			return nil // nothing left to signal
+		}
+		// The init is gone, but in a shared pid namespace its children may not be.
 	default:
 	}
-	if execID == "" || execID == containerID {
+	if all || execID == containerID {
 		c.mu.Lock()
 		started := c.started
 		c.mu.Unlock()
-		if err := s.rc.Kill(ctx, containerID, sig, started); err != nil {
+		if err := s.rc.Kill(ctx, containerID, sig, all && started); err != nil {
 			select {
 			case <-p.exited:
-				return nil // it exited meanwhile
+				return nil // it exited meanwhile (or before: nothing was left)
 			default:
 			}
 			return fmt.Errorf("container %s: signal %d: %w", containerID, sig, err)

@@ -79,5 +79,11 @@ func TestStdinTTYAndSharedPidns(t *testing.T) {
 	if dd.Data != "bye\n" {
 		t.Fatalf("termination log = %q", dd.Data)
 	}
+	// The Kata runtime names the init process by the container id.
+	must("SignalProcess init by id", a.Agent(ctx, "SignalProcess", &pb.SignalProcessRequest{ContainerId: "c1", ExecId: "c1", Signal: 15}, e))
+	must("WaitProcess init by id", a.Agent(ctx, "WaitProcess", &pb.WaitProcessRequest{ContainerId: "c1", ExecId: "c1"}, &wp))
+	if wp.Status != 143 {
+		t.Fatalf("init after SIGTERM: status %d, want 143", wp.Status)
+	}
 	must("DestroySandbox", a.Agent(ctx, "DestroySandbox", &pb.DestroySandboxRequest{}, e))
 }
