@@ -631,12 +631,11 @@ func TestClassify(t *testing.T) {
 }
 
 func TestAuthorizedKeyFormat(t *testing.T) {
-	c := newCloud(t)
-	p, err := New(context.Background(), testConfig(), WithClientOptions(nil), WithCredential(nil))
+	// No options: DefaultAzureCredential and a fresh SSH key, no cloud call.
+	p, err := New(context.Background(), testConfig())
 	if err != nil {
 		t.Fatalf("New with the default credential: %v", err)
 	}
-	_ = c
 	f := strings.Fields(p.sshKey)
 	if len(f) != 2 || f[0] != "ssh-rsa" {
 		t.Fatalf("key = %q", p.sshKey)

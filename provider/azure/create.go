@@ -323,11 +323,14 @@ func (p *Provider) existing(ctx context.Context, vm *armcompute.VirtualMachine) 
 	}
 	var pip *armnetwork.PublicIPAddress
 	if p.cfg.PublicIP {
+		// A VM made before USE_PUBLIC_IP was turned on has none.
 		ip, err := p.ips.Get(ctx, p.cfg.ResourceGroup, ipName(name), nil)
-		if err != nil {
-			return nil, classify("get public IP "+ipName(name), err)
+		switch err = classify("get public IP "+ipName(name), err); {
+		case err == nil:
+			pip = &ip.PublicIPAddress
+		case !errors.Is(err, provider.ErrNotFound):
+			return nil, err
 		}
-		pip = &ip.PublicIPAddress
 	}
 	return p.instance(vm, &nic.Interface, pip), nil
 }
