@@ -242,17 +242,12 @@ check_mounts(c) if {
 		pm := c.mounts[m.destination]
 		pm.type_ == m.type_
 		startswith(m.source, pm.source_prefix)
-		read_only_ok(pm.read_only, m.options)
 	]) == count(input.OCI.Mounts)
 	count(c.required_mounts - input_mount_dests) == 0
+	count((c.ro_mounts & input_mount_dests) - input_ro_dests) == 0
 } else := false if {
 	print("mounts: not allowed", [m.destination | some m in input.OCI.Mounts; not mount_ok(c, m)], "missing", sort(c.required_mounts - input_mount_dests), "not read-only", sort((c.ro_mounts & input_mount_dests) - input_ro_dests))
 }
-
-# A mount the policy pins read-only must carry "ro".
-read_only_ok(false, _)
-
-read_only_ok(true, options) if "ro" in options
 
 input_mount_dests := {m.destination | some m in input.OCI.Mounts}
 

@@ -91,10 +91,38 @@ func planFor(md protoreflect.MessageDescriptor) *messagePlan {
 
 // Input converts a request into the policy input value.
 func Input(m protoreflect.Message) ast.Value {
-	return encodeMessage(m).Value
+	var e encoder
+	return e.message(m).Value
 }
 
-func encodeMessage(m protoreflect.Message) *ast.Term {
+// encoder builds one input value. Terms come from slabs (one allocation
+// per termSlab terms rather than one each); null, false, true, "", [] and
+// small integers are OPA's shared interned terms. OPA does not modify an
+// input value, so sharing them is safe.
+type encoder struct {
+	slab []ast.Term
+}
+
+const termSlab = 128
+
+func (e *encoder) term(v ast.Value) *ast.Term {
+	if len(e.slab) == 0 {
+		e.slab = make([]ast.Term, termSlab)
+	}
+	t := &e.slab[0]
+	e.slab = e.slab[1:]
+	t.Value = v
+	return t
+}
+
+func (e *encoder) str(s string) *ast.Term {
+	if s == "" {
+		return ast.InternedEmptyString
+	}
+	return e.term(ast.String(s))
+}
+
+func (e *encoder) message(m protoreflect.Message) *ast.Term {
 	p := planFor(m.Descriptor())
 	kvs := make([][2]*ast.Term, 0, len(p.fields))
 	for i := range p.fields {
@@ -103,54 +131,61 @@ func encodeMessage(m protoreflect.Message) *ast.Term {
 		switch {
 		case f.oneof != nil:
 			if fd := m.WhichOneof(f.oneof); fd != nil {
-				v = ast.ObjectTerm(ast.Item(ast.StringTerm(InputName(string(fd.Name()))), encodeSingular(fd, m.Get(fd))))
+				v = e.term(ast.NewObject(ast.Item(ast.StringTerm(InputName(string(fd.Name()))), e.singular(fd, m.Get(fd)))))
 			} else {
-				v = ast.NullTerm()
+				v = ast.InternedNullTerm
 			}
 		case f.field.IsMap():
-			v = encodeMap(f.field, m.Get(f.field).Map())
+			v = e.mapping(f.field, m.Get(f.field).Map())
 		case f.field.IsList():
-			v = encodeList(f.field, m.Get(f.field).List())
+			v = e.list(f.field, m.Get(f.field).List())
 		case f.field.Kind() == protoreflect.MessageKind || f.field.Kind() == protoreflect.GroupKind:
 			if m.Has(f.field) {
-				v = encodeMessage(m.Get(f.field).Message())
+				v = e.message(m.Get(f.field).Message())
 			} else {
-				v = ast.NullTerm()
+				v = ast.InternedNullTerm
 			}
 		case f.nullable && !m.Has(f.field):
-			v = ast.NullTerm()
+			v = ast.InternedNullTerm
 		default:
-			v = encodeSingular(f.field, m.Get(f.field))
+			v = e.singular(f.field, m.Get(f.field))
 		}
 		kvs = append(kvs, [2]*ast.Term{f.key, v})
 	}
-	return ast.NewTerm(ast.NewObject(kvs...))
+	return e.term(ast.NewObject(kvs...))
 }
 
-func encodeList(fd protoreflect.FieldDescriptor, l protoreflect.List) *ast.Term {
-	terms := make([]*ast.Term, l.Len())
-	for i := range terms {
-		terms[i] = encodeSingular(fd, l.Get(i))
+func (e *encoder) list(fd protoreflect.FieldDescriptor, l protoreflect.List) *ast.Term {
+	n := l.Len()
+	if n == 0 {
+		return ast.InternedEmptyArray
 	}
-	return ast.ArrayTerm(terms...)
+	terms := make([]*ast.Term, n)
+	for i := range terms {
+		terms[i] = e.singular(fd, l.Get(i))
+	}
+	return e.term(ast.NewArray(terms...))
 }
 
-func encodeMap(fd protoreflect.FieldDescriptor, mp protoreflect.Map) *ast.Term {
+func (e *encoder) mapping(fd protoreflect.FieldDescriptor, mp protoreflect.Map) *ast.Term {
+	if mp.Len() == 0 {
+		return ast.InternedEmptyObject
+	}
 	kvs := make([][2]*ast.Term, 0, mp.Len())
 	vd := fd.MapValue()
 	mp.Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
-		kvs = append(kvs, [2]*ast.Term{ast.StringTerm(k.String()), encodeSingular(vd, v)})
+		kvs = append(kvs, [2]*ast.Term{e.str(k.String()), e.singular(vd, v)})
 		return true
 	})
-	return ast.NewTerm(ast.NewObject(kvs...))
+	return e.term(ast.NewObject(kvs...))
 }
 
-func encodeSingular(fd protoreflect.FieldDescriptor, v protoreflect.Value) *ast.Term {
+func (e *encoder) singular(fd protoreflect.FieldDescriptor, v protoreflect.Value) *ast.Term {
 	switch fd.Kind() {
 	case protoreflect.BoolKind:
 		return ast.InternedTerm(v.Bool())
 	case protoreflect.EnumKind:
-		return ast.IntNumberTerm(int(v.Enum()))
+		return intTerm(int64(v.Enum()))
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
 		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
 		return intTerm(v.Int())
@@ -164,23 +199,26 @@ func encodeSingular(fd protoreflect.FieldDescriptor, v protoreflect.Value) *ast.
 	case protoreflect.DoubleKind:
 		return ast.FloatNumberTerm(v.Float())
 	case protoreflect.StringKind:
-		return ast.StringTerm(v.String())
+		return e.str(v.String())
 	case protoreflect.BytesKind:
 		b := v.Bytes()
+		if len(b) == 0 {
+			return ast.InternedEmptyArray
+		}
 		terms := make([]*ast.Term, len(b))
 		for i, c := range b {
-			terms[i] = ast.IntNumberTerm(int(c))
+			terms[i] = ast.InternedTerm(int(c))
 		}
-		return ast.ArrayTerm(terms...)
+		return e.term(ast.NewArray(terms...))
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return encodeMessage(v.Message())
+		return e.message(v.Message())
 	}
-	return ast.NullTerm()
+	return ast.InternedNullTerm
 }
 
 func intTerm(i int64) *ast.Term {
 	if i >= -1 && i <= 512 {
-		return ast.IntNumberTerm(int(i))
+		return ast.InternedTerm(int(i))
 	}
 	return ast.NumberTerm(json.Number(strconv.FormatInt(i, 10)))
 }
