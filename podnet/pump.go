@@ -81,17 +81,21 @@ func (p *Pump) Run(ctx context.Context, conn net.Conn) error {
 	_ = p.tap.SetReadDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
 		conn.Close()
 		_ = p.tap.SetReadDeadline(time.Unix(1, 0)) // wakes toStream
 	})
-	defer stop()
 	errc := make(chan error, 2)
 	go func() { errc <- p.toStream(conn) }()
 	go func() { errc <- p.fromStream(conn) }()
 	err := <-errc
 	cancel()
 	<-errc
+	if !stop() {
+		<-fired // the next Run must not see this one's deadline
+	}
 	if ctx.Err() != nil && (errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded)) {
 		if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, context.Canceled) {
 			return cerr
