@@ -49,7 +49,7 @@ func newRootCmd(e env) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newStatusCmd(e), newVMsCmd(e), newGCCmd(e))
+	root.AddCommand(newStatusCmd(e), newVMsCmd(e), newGCCmd(e), newVMOfCmd(e))
 	addToolCmds(root)
 	return root
 }

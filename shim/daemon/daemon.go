@@ -20,6 +20,7 @@ import (
 	"github.com/peerpod/peerpod/podnet"
 	"github.com/peerpod/peerpod/provider"
 	"github.com/peerpod/peerpod/shim/config"
+	"github.com/peerpod/peerpod/shim/events"
 	"github.com/peerpod/peerpod/shim/journal"
 	"github.com/peerpod/peerpod/shim/kube"
 	"github.com/peerpod/peerpod/shim/metrics"
@@ -133,7 +134,7 @@ func New(opts Options) (*Daemon, error) {
 		Provider: opts.Provider, Journal: j, Credentials: ca, PodsDir: cfg.PodsDir,
 		Attester: cfg.Attester, DefaultInitdata: cfg.Initdata, ProxyTimeout: cfg.ProxyTimeout,
 		ForwarderPort: cfg.ForwarderPort, ClusterID: cfg.ClusterID, NodeName: cfg.NodeName, Tags: cfg.Tags,
-		Metrics: m, Logger: log, Retry: opts.Retry, Secrets: opts.Secrets, Tunnel: opts.Tunnel,
+		Metrics: m, Logger: log, Retry: opts.Retry, Secrets: opts.Secrets, Tunnel: opts.Tunnel, Events: podEvents(k, cfg.NodeName, log),
 		PodNetwork: pn,
 	})
 	if err != nil {
@@ -333,4 +334,16 @@ func (d *Daemon) serveVMs(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(out)
+}
+
+// podEvents posts the sandboxes' VM transitions as Events on their pods
+// (nil outside a cluster).
+func podEvents(k *kube.Client, node string, log *slog.Logger) sandbox.EventFunc {
+	if k == nil {
+		return nil
+	}
+	rec := &events.Recorder{Kube: k, Node: node, Log: log}
+	return func(e journal.Entry, reason string, warning bool, msg string) {
+		rec.Emit(events.Event{Namespace: e.PodNamespace, Pod: e.PodName, PodUID: e.PodUID, Reason: reason, Warning: warning, Message: msg})
+	}
 }

@@ -134,3 +134,20 @@ func (c *Client) do(req *http.Request) ([]byte, error) {
 	}
 	return body, nil
 }
+
+// Post sends body (JSON) to path; out, when not nil, receives the answer.
+func (c *Client) Post(ctx context.Context, path string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.do(req)
+	if err != nil || out == nil {
+		return err
+	}
+	if err := json.Unmarshal(resp, out); err != nil {
+		return fmt.Errorf("POST %s: decode: %w", path, err)
+	}
+	return nil
+}

@@ -85,6 +85,19 @@ type Options struct {
 	// PodNetwork, when set, attaches each sandbox's pod network namespace
 	// (from CreateVM) to its VM on StartVM and detaches it on StopVM.
 	PodNetwork PodNetwork
+	// Events, when set, is told of the VM's transitions (reason
+	// PeerPodVMCreated, PeerPodVMReady, PeerPodVMFailed, PeerPodVMDeleted)
+	// to post them on the pod; it must not block.
+	Events EventFunc
+}
+
+// EventFunc receives a sandbox's VM transitions; warning marks failures.
+type EventFunc func(e journal.Entry, reason string, warning bool, message string)
+
+func (mg *Manager) event(e journal.Entry, reason string, warning bool, format string, a ...any) {
+	if mg.opts.Events != nil {
+		mg.opts.Events(e, reason, warning, fmt.Sprintf(format, a...))
+	}
 }
 
 // Manager owns every sandbox of the node. It is safe for concurrent use;

@@ -104,6 +104,7 @@ func (mg *Manager) StartVM(ctx context.Context, id string) error {
 		return mg.fail(s, e, causeOf(err), fmt.Errorf("start sandbox %s: create VM %s: %w", id, name, err))
 	}
 	mg.m.VMCreateSeconds.WithLabelValues(mg.pname).Observe(time.Since(createStart).Seconds())
+	mg.event(e, "PeerPodVMCreated", false, "VM %s (%s, %s) created in %s", name, inst.ID, inst.InstanceType, time.Since(createStart).Round(time.Millisecond))
 	e.VMID, e.InstanceType = inst.ID, inst.InstanceType
 	if len(inst.IPs) == 0 {
 		return mg.fail(s, e, "provider", fmt.Errorf("start sandbox %s: VM %s (%s) has no IP address", id, name, inst.ID))
@@ -140,6 +141,7 @@ func (mg *Manager) StartVM(ctx context.Context, id string) error {
 	took := time.Since(start)
 	mg.m.AgentReadySeconds.WithLabelValues(mg.pname).Observe(took.Seconds())
 	log.Info("sandbox running", "vm", name, "took", took.Round(time.Millisecond))
+	mg.event(e, "PeerPodVMReady", false, "VM %s attested and its agent ready %s after StartVM", name, took.Round(time.Millisecond))
 	return nil
 }
 
@@ -309,6 +311,7 @@ func (mg *Manager) fail(s *sandbox, e journal.Entry, cause string, err error) er
 	}
 	s.log.Error("start failed; cleaning up", "cause", cause, "err", err)
 	mg.m.StartFailures.WithLabelValues(mg.pname, cause).Inc()
+	mg.event(e, "PeerPodVMFailed", true, "VM %s failed to start (%s): %v", e.VMName, cause, err)
 	s.close()
 	if e.State == journal.Provisioning {
 		mg.detachNet(s, e) // a crash may have come mid-attach

@@ -143,6 +143,7 @@ func (mg *Manager) deleteVM(s *sandbox, e journal.Entry) error {
 		}
 	}
 	s.log.Info("VM deleted", "vm", e.VMName, "vm_ids", ids, "took", time.Since(start).Round(time.Millisecond))
+	mg.event(e, "PeerPodVMDeleted", false, "VM %s deleted in %s", e.VMName, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

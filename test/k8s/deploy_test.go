@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/peerpod/peerpod/shim/events"
 	"github.com/peerpod/peerpod/shim/kube"
 	"github.com/peerpod/peerpod/shim/nodecap"
 	"github.com/peerpod/peerpod/webhook"
@@ -113,6 +114,7 @@ func TestDeploy(t *testing.T) {
 	t.Run("rbac", func(t *testing.T) { testRBAC(t, ctx, c) })
 	t.Run("webhook", func(t *testing.T) { testWebhook(t, ctx, c) })
 	t.Run("nodecap", func(t *testing.T) { testNodeCapacity(t, ctx, c) })
+	t.Run("events", func(t *testing.T) { testEvents(t, ctx, c) })
 }
 
 func testRBAC(t *testing.T, ctx context.Context, c *cluster) {
@@ -374,5 +376,38 @@ func TestLintChart(t *testing.T) {
 	mustWrite(t, bad, []byte("provider: gcp\n"))
 	if out, err := exec.Command(render, "-chart", chart, "-values", bad, "-lint").CombinedOutput(); err == nil || !strings.Contains(string(out), `provider: "gcp"`) {
 		t.Errorf("lint accepted provider gcp: %v\n%s", err, out)
+	}
+}
+
+func testEvents(t *testing.T, ctx context.Context, c *cluster) {
+	k := saClient(t, ctx, c, "peerpodd")
+	rec := &events.Recorder{Kube: k, Node: "worker-1"}
+	pod, err := c.cs.CoreV1().Pods("other").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "evpod"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a", Image: "busybox"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Emit(events.Event{Namespace: "other", Pod: "evpod", PodUID: string(pod.UID), Reason: events.ReasonCreated, Message: "VM podvm-evpod created in 1.2s"})
+	rec.Emit(events.Event{Namespace: "other", Pod: "evpod", PodUID: string(pod.UID), Reason: events.ReasonFailed, Warning: true, Message: "VM podvm-evpod failed"})
+	rec.Wait()
+	list, err := c.cs.CoreV1().Events("other").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=evpod"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]corev1.Event{}
+	for _, ev := range list.Items {
+		got[ev.Reason] = ev
+	}
+	if ev, ok := got[events.ReasonCreated]; !ok || ev.Type != "Normal" || ev.InvolvedObject.UID != pod.UID || ev.Source.Component != events.Component || ev.Message != "VM podvm-evpod created in 1.2s" {
+		t.Errorf("created event = %+v (present %v)", ev, ok)
+	}
+	if ev, ok := got[events.ReasonFailed]; !ok || ev.Type != "Warning" {
+		t.Errorf("failed event = %+v (present %v)", ev, ok)
+	}
+	// Posting as peerpodd's own service account must be allowed; a refused
+	// post is reported.
+	bad := &events.Recorder{Kube: saClient(t, ctx, c, "peerpod-webhook"), Node: "worker-1"}
+	if err := bad.Post(ctx, events.Event{Namespace: "other", Pod: "evpod", Reason: events.ReasonReady}); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("event post by the webhook's account: %v, want 403", err)
 	}
 }
