@@ -114,10 +114,17 @@ func TestPodNetwork(t *testing.T) {
 }
 
 // TestRestartMidTransfer restarts peerpodd while 100 MiB flow from the pod
-// to the client: the node's TAP and redirects stay, the new peerpodd
-// re-dials and re-attaches, and the pod's TCP connection survives.
+// to the client: the node's device and redirects stay, the new peerpodd
+// re-dials and re-attaches (finding them again), and the pod's TCP
+// connection survives.
 func TestRestartMidTransfer(t *testing.T) {
-	r := newRig(t, "tunnel", 1500)
+	for _, mode := range []string{"tunnel", "vxlan"} {
+		t.Run(mode, func(t *testing.T) { testRestartMidTransfer(t, mode) })
+	}
+}
+
+func testRestartMidTransfer(t *testing.T, mode string) {
+	r := newRig(t, mode, 1500)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	r.start(ctx)
