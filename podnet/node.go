@@ -114,12 +114,15 @@ func (n *Node) Attach(ctx context.Context, id, nsPath string, vmIP net.IP, open 
 	cfg := pod.Config
 	cfg.Mode = n.o.Mode
 	dev := DeviceName(id)
+	// A VNI held from before (a re-attach after a restart) stays held even
+	// if this attach fails: the VM may still use it.
+	heldVNI := n.o.Mode == ModeVXLAN && n.o.VNIs.Has(id)
 	defer func() {
 		if err != nil {
 			if cerr := n.cleanNS(h, dev, pod.Link); cerr != nil {
 				log.Warn("removing a failed attachment", "err", cerr)
 			}
-			if n.o.Mode == ModeVXLAN {
+			if n.o.Mode == ModeVXLAN && !heldVNI {
 				_ = n.o.VNIs.Release(id)
 			}
 		}

@@ -76,6 +76,14 @@ func (v *VNIs) Get(id string) (uint32, error) {
 	return n, nil
 }
 
+// Has says whether the sandbox holds a VNI.
+func (v *VNIs) Has(id string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.m[id]
+	return ok
+}
+
 // Release frees the sandbox's VNI.
 func (v *VNIs) Release(id string) error {
 	v.mu.Lock()
