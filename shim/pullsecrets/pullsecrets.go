@@ -51,8 +51,9 @@ type secret struct {
 
 // Secrets implements sandbox.SecretsFunc: the auth.json of the sandbox's
 // pod, or empty secrets when the pod names none. A secret that is missing
-// or of another type is skipped with a warning (the pull will then fail in
-// the guest with an authentication error naming the registry); an API
+// or of another type, or that peerpodd may not read (no Role in the pod's
+// namespace), is skipped with a warning (the pull will then fail in the
+// guest with an authentication error naming the registry); any other API
 // failure is an error, so the caller retries.
 func (s *Source) Secrets(ctx context.Context, e journal.Entry) (*userdata.Secrets, error) {
 	if e.PodName == "" || e.PodNamespace == "" {
@@ -96,6 +97,12 @@ func (s *Source) Secrets(ctx context.Context, e journal.Entry) (*userdata.Secret
 		if err := s.Kube.Get(ctx, "/api/v1/namespaces/"+ns+"/secrets/"+url.PathEscape(ref.Name), &sec); err != nil {
 			if kube.IsNotFound(err) {
 				log.Warn("image pull secret not found", "secret", ref.Name)
+				continue
+			}
+			if kube.IsForbidden(err) {
+				// peerpodd reads Secrets only in the namespaces the chart
+				// gave it a Role in (pullSecretNamespaces): pull without.
+				log.Warn("image pull secret not readable: peerpodd has no Role for secrets in this namespace (add it to the chart's pullSecretNamespaces)", "secret", ref.Name)
 				continue
 			}
 			return nil, fmt.Errorf("image pull secret %s/%s: %w", e.PodNamespace, ref.Name, err)

@@ -29,8 +29,10 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/peerpod/peerpod/shim/events"
+	"github.com/peerpod/peerpod/shim/journal"
 	"github.com/peerpod/peerpod/shim/kube"
 	"github.com/peerpod/peerpod/shim/nodecap"
+	"github.com/peerpod/peerpod/shim/pullsecrets"
 	"github.com/peerpod/peerpod/webhook"
 )
 
@@ -115,6 +117,7 @@ func TestDeploy(t *testing.T) {
 	t.Run("webhook", func(t *testing.T) { testWebhook(t, ctx, c) })
 	t.Run("nodecap", func(t *testing.T) { testNodeCapacity(t, ctx, c) })
 	t.Run("events", func(t *testing.T) { testEvents(t, ctx, c) })
+	t.Run("pullsecrets", func(t *testing.T) { testPullSecrets(t, ctx, c) })
 }
 
 func testRBAC(t *testing.T, ctx context.Context, c *cluster) {
@@ -409,5 +412,39 @@ func testEvents(t *testing.T, ctx context.Context, c *cluster) {
 	bad := &events.Recorder{Kube: saClient(t, ctx, c, "peerpod-webhook"), Node: "worker-1"}
 	if err := bad.Post(ctx, events.Event{Namespace: "other", Pod: "evpod", Reason: events.ReasonReady}); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Errorf("event post by the webhook's account: %v, want 403", err)
+	}
+}
+
+// testPullSecrets reads image pull secrets as peerpodd: allowed in a
+// pullSecretNamespaces namespace, refused elsewhere, where the pod starts
+// without credentials instead of failing.
+func testPullSecrets(t *testing.T, ctx context.Context, c *cluster) {
+	k := saClient(t, ctx, c, "peerpodd")
+	src := &pullsecrets.Source{Kube: k}
+	cfg := []byte(`{"auths":{"registry.example":{"auth":"dXNlcjpwYXNz"}}}`)
+	for _, ns := range []string{"default", "other"} {
+		if _, err := c.cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred"},
+			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pull"},
+			Spec: corev1.PodSpec{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}},
+				Containers: []corev1.Container{{Name: "a", Image: "registry.example/app"}}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sec, err := src.Secrets(ctx, journal.Entry{SandboxID: "s1", PodNamespace: "default", PodName: "pull"})
+	if err != nil {
+		t.Fatalf("pull secrets in default: %v", err)
+	}
+	if !strings.Contains(string(sec.AuthJSON), "registry.example") {
+		t.Errorf("auth.json %q lacks registry.example", sec.AuthJSON)
+	}
+	sec, err = src.Secrets(ctx, journal.Entry{SandboxID: "s2", PodNamespace: "other", PodName: "pull"})
+	if err != nil {
+		t.Fatalf("pull secrets in a namespace without the Role: %v, want none and no error", err)
+	}
+	if len(sec.AuthJSON) != 0 {
+		t.Errorf("auth.json read in namespace other: %q", sec.AuthJSON)
 	}
 }
