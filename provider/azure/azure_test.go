@@ -148,6 +148,10 @@ func TestCreateConfidentialVM(t *testing.T) {
 	nic, ip := c.nicReqs[0], c.ipReqs[0]
 	c.mu.Unlock()
 	checkTags("NIC", nic.Tags)
+	c.mu.Lock()
+	diskTags := c.diskTags[strings.ToLower(req.Name+"-osdisk")]
+	c.mu.Unlock()
+	checkTags("OS disk", diskTags)
 	checkTags("public IP", ip.Tags)
 	ipc := nic.Properties.IPConfigurations[0].Properties
 	if *ipc.Subnet.ID != testSubnet || *nic.Properties.NetworkSecurityGroup.ID != testNSG {

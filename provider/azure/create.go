@@ -156,6 +156,7 @@ func (p *Provider) provision(ctx context.Context, pl *plan) (*provider.Instance,
 		}
 		vm, removed, err := p.createVM(ctx, pl, size, *nic.ID)
 		if err == nil {
+			p.tagDisk(ctx, pl)
 			return p.instance(vm, nic, pip), nil
 		}
 		tried = append(tried, size)
@@ -312,6 +313,20 @@ func (p *Provider) createVM(ctx context.Context, pl *plan, size, nicID string) (
 		return nil, false, err
 	}
 	return &res.VirtualMachine, false, nil
+}
+
+// tagDisk puts the tags on the OS disk, which Azure makes with the VM but
+// without the VM's tags. A failure is only logged: the disk goes with the
+// VM (DeleteOption Delete) and Delete finds it by name regardless.
+func (p *Provider) tagDisk(ctx context.Context, pl *plan) {
+	name := diskName(pl.name)
+	poller, err := p.disks.BeginUpdate(ctx, p.cfg.ResourceGroup, name, armcompute.DiskUpdate{Tags: pl.tags}, nil)
+	if err == nil {
+		_, err = poller.PollUntilDone(ctx, p.pollOpts())
+	}
+	if err != nil {
+		p.log.Warn("could not tag the OS disk", "vm", pl.name, "disk", name, "err", classify("tag disk "+name, err))
+	}
 }
 
 // existing reports a VM found by name, reading its addresses from its NIC.

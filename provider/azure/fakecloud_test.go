@@ -59,16 +59,17 @@ type httpFault struct {
 
 // cloud is the in-memory state of one resource group.
 type cloud struct {
-	mu      sync.Mutex
-	vms     map[string]*armcompute.VirtualMachine
-	nics    map[string]*armnetwork.Interface
-	ips     map[string]*armnetwork.PublicIPAddress
-	disks   map[string]string // disk name -> VM name
-	nextIP  int
-	vmReqs  []armcompute.VirtualMachine // every VM create body received
-	nicReqs []armnetwork.Interface
-	ipReqs  []armnetwork.PublicIPAddress
-	calls   map[string]int // API name -> requests (polls excluded)
+	mu       sync.Mutex
+	vms      map[string]*armcompute.VirtualMachine
+	nics     map[string]*armnetwork.Interface
+	ips      map[string]*armnetwork.PublicIPAddress
+	disks    map[string]string // disk name -> VM name
+	diskTags map[string]map[string]*string
+	nextIP   int
+	vmReqs   []armcompute.VirtualMachine // every VM create body received
+	nicReqs  []armnetwork.Interface
+	ipReqs   []armnetwork.PublicIPAddress
+	calls    map[string]int // API name -> requests (polls excluded)
 
 	// Knobs, set before use.
 	sizes     []*armcompute.VirtualMachineSize
@@ -83,11 +84,12 @@ type cloud struct {
 
 func newCloud(_ testing.TB) *cloud {
 	c := &cloud{
-		vms:   map[string]*armcompute.VirtualMachine{},
-		nics:  map[string]*armnetwork.Interface{},
-		ips:   map[string]*armnetwork.PublicIPAddress{},
-		disks: map[string]string{},
-		calls: map[string]int{},
+		vms:      map[string]*armcompute.VirtualMachine{},
+		nics:     map[string]*armnetwork.Interface{},
+		ips:      map[string]*armnetwork.PublicIPAddress{},
+		disks:    map[string]string{},
+		diskTags: map[string]map[string]*string{},
+		calls:    map[string]int{},
 		sizes: []*armcompute.VirtualMachineSize{
 			{Name: to.Ptr("Standard_DC2as_v5"), NumberOfCores: to.Ptr[int32](2), MemoryInMB: to.Ptr[int32](8192)},
 			{Name: to.Ptr("Standard_DC4as_v5"), NumberOfCores: to.Ptr[int32](4), MemoryInMB: to.Ptr[int32](16384)},
@@ -165,7 +167,7 @@ func (c *cloud) computeServer() *computefake.ServerFactory {
 			BeginDelete:         c.vmDelete,
 			NewListPager:        c.vmList,
 		},
-		DisksServer: computefake.DisksServer{BeginDelete: c.diskDelete},
+		DisksServer: computefake.DisksServer{BeginDelete: c.diskDelete, BeginUpdate: c.diskUpdate},
 		VirtualMachineSizesServer: computefake.VirtualMachineSizesServer{
 			NewListPager: func(location string, _ *armcompute.VirtualMachineSizesClientListOptions) (resp azfake.PagerResponder[armcompute.VirtualMachineSizesClientListResponse]) {
 				resp.AddPage(http.StatusOK, armcompute.VirtualMachineSizesClientListResponse{
@@ -309,6 +311,19 @@ func (c *cloud) diskDelete(_ context.Context, rg, name string, _ *armcompute.Dis
 	}
 	delete(c.disks, key)
 	resp.SetTerminalResponse(http.StatusOK, armcompute.DisksClientDeleteResponse{}, nil)
+	return
+}
+
+func (c *cloud) diskUpdate(_ context.Context, rg, name string, d armcompute.DiskUpdate, _ *armcompute.DisksClientBeginUpdateOptions) (resp azfake.PollerResponder[armcompute.DisksClientUpdateResponse], errResp azfake.ErrorResponder) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := strings.ToLower(name)
+	if _, ok := c.disks[key]; !ok {
+		errResp.SetResponseError(http.StatusNotFound, "ResourceNotFound")
+		return
+	}
+	c.diskTags[key] = d.Tags
+	resp.SetTerminalResponse(http.StatusOK, armcompute.DisksClientUpdateResponse{Disk: armcompute.Disk{Name: &name, Tags: d.Tags}}, nil)
 	return
 }
 
