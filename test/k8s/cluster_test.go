@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -244,9 +243,5 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func fatalf(t *testing.T, format string, a ...any) {
-	t.Helper()
-	t.Fatal(fmt.Sprintf(format, a...))
-}
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
