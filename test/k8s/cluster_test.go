@@ -243,5 +243,4 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
