@@ -164,7 +164,7 @@ func startCluster(t *testing.T) *cluster {
 		"--name=test", "--data-dir="+filepath.Join(dir, "etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=test="+peerURL, "--unsafe-no-fsync")
+		"--initial-cluster=test="+peerURL)
 
 	caPEM, certFile, keyFile := writeServingCert(t, dir)
 	saKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

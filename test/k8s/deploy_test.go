@@ -304,7 +304,9 @@ func saClient(t *testing.T, ctx context.Context, c *cluster, sa string) *kube.Cl
 
 func testNodeCapacity(t *testing.T, ctx context.Context, c *cluster) {
 	node := "worker-" + randHex(t, 3)
-	if _, err := c.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{}); err != nil {
+	// A node as its kubelet registers it: with a capacity of its own.
+	if _, err := c.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node},
+		Status: corev1.NodeStatus{Capacity: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4")}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	k := saClient(t, ctx, c, "peerpodd")
