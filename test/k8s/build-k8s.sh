@@ -11,6 +11,8 @@ k8s_version=${2:-v1.34.4}
 staging_version=${3:-v0.34.4}
 go=${GO:-go}
 
+mkdir -p "$out"
+out=$(cd "$out" && pwd) # the build runs in another directory
 dest="$out/$k8s_version"
 if [ -x "$dest/kube-apiserver" ] && [ "$(cat "$dest/.stamp" 2>/dev/null)" = "$k8s_version $staging_version" ]; then
 	echo "kube-apiserver $k8s_version cached in $dest"
