@@ -457,3 +457,28 @@ func testPullSecrets(t *testing.T, ctx context.Context, c *cluster) {
 		t.Errorf("auth.json read in namespace other: %q", sec.AuthJSON)
 	}
 }
+
+// TestOtherProvidersAccepted creates the aws and libvirt manifests, each in
+// a fresh API server (TestDeploy covers azure and the behaviour).
+func TestOtherProvidersAccepted(t *testing.T) {
+	for _, p := range []string{"aws", "libvirt"} {
+		t.Run(p, func(t *testing.T) {
+			c := startCluster(t)
+			ctx := ctxT(t)
+			dyn, err := dynamic.NewForConfig(c.admin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := apply(t, ctx, dyn, filepath.Join(repoRoot(t), "deploy", "manifests", p, "peerpod.yaml")); n < 15 {
+				t.Fatalf("only %d objects", n)
+			}
+			cm, err := c.cs.CoreV1().ConfigMaps(releaseNS).Get(ctx, "peer-pods-cm", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cm.Data["CLOUD_PROVIDER"] != p || cm.Data["ATTESTER"] == "" || cm.Data["PEERPODS_LIMIT_PER_NODE"] != "10" {
+				t.Errorf("peer-pods-cm %v", cm.Data)
+			}
+		})
+	}
+}
