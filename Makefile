@@ -19,8 +19,9 @@ deps:
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## test: unit and integration tests (as root: runc, namespaces, a local registry)
-test: deps build
+## test: unit and integration tests (as root: runc, namespaces, a local registry,
+## a kube-apiserver built once into _output/k8s)
+test: deps build k8s-test-bin
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 
 ## lint: gofmt, go vet, staticcheck (pinned in go.mod)
