@@ -35,6 +35,11 @@ if [ -z "${KERNEL_PKG:-}" ]; then
   if [ -z "$KERNEL_PKG" ]; then
     KERNEL_PKG=$(ls "$out/cache" 2>/dev/null | grep '^linux-image-' | sort | tail -1 || true)
   fi
+  if [ -z "$KERNEL_PKG" ] && [ "$(id -u)" = 0 ]; then
+    log "package lists do not know linux-image-cloud-amd64: apt-get update"
+    apt-get update -qq >/dev/null 2>&1 || true
+    KERNEL_PKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+  fi
   [ -n "$KERNEL_PKG" ] || { log "cannot resolve linux-image-cloud-amd64 (run apt-get update)"; exit 1; }
 fi
 kdir=$out/cache/$KERNEL_PKG
