@@ -47,7 +47,7 @@ if [ ! -f "$kdir/vmlinux" ]; then
   log "fetching $KERNEL_PKG"
   rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp/deb"
   (cd "$kdir.tmp/deb" && apt-get download "$KERNEL_PKG" >/dev/null 2>&1) ||
-    { apt-get update -qq >/dev/null 2>&1; cd "$kdir.tmp/deb" && apt-get download "$KERNEL_PKG" >/dev/null 2>&1; } || {
+    (apt-get update -qq >/dev/null 2>&1; cd "$kdir.tmp/deb" && apt-get download "$KERNEL_PKG" >/dev/null 2>&1) || {
     log "apt-get download $KERNEL_PKG failed"; exit 1; }
   dpkg-deb -x "$kdir.tmp"/deb/*.deb "$kdir.tmp/x"
   cp "$kdir.tmp"/x/boot/vmlinuz-* "$kdir.tmp/vmlinuz"
