@@ -42,3 +42,4 @@ check-generated: generate
 ## bench: every benchmark; figures go to docs/benchmarks.md
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 60m $(PKGS)
+	$(MAKE) bench-libvirt
