@@ -203,13 +203,19 @@ func causeOf(err error) string {
 	return "other"
 }
 
+// agentPollMax is the longest pause between two probes of a VM's agent.
+const agentPollMax = 200 * time.Millisecond
+
 // waitAgent dials the VM until its agent answers Health.Check, then sends
 // the secrets on a config stream. Attestation failures end the wait at once.
 func (mg *Manager) waitAgent(ctx context.Context, s *sandbox, e journal.Entry, cfg tunnel.Config) error {
 	timeout := mg.opts.ProxyTimeout
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	backoff := 100 * time.Millisecond
+	// Poll often: a probe of a VM that is still booting costs one refused
+	// (or unanswered) TCP connect, while every extra gap between probes is
+	// added to the pod's start time once the agent is up.
+	backoff := 50 * time.Millisecond
 	var last error
 	for {
 		err := mg.probe(ctx, s, e, cfg)
@@ -233,7 +239,7 @@ func (mg *Manager) waitAgent(ctx context.Context, s *sandbox, e journal.Entry, c
 			return fmt.Errorf("waiting for the agent of VM %s: %w (last error: %v)", e.VMName, ctx.Err(), last)
 		case <-t.C:
 		}
-		backoff = min(2*backoff, 2*time.Second)
+		backoff = min(2*backoff, agentPollMax)
 	}
 }
 
