@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 
 	"github.com/peerpod/peerpod/api/initdata"
@@ -30,18 +28,9 @@ func ServerTLS(ctx context.Context, cfg *userdata.Config) (*tls.Config, *initdat
 	if err != nil {
 		return nil, nil, fmt.Errorf("attester %q: %w", cfg.Attester, err)
 	}
-	cert, err := att.Certificate(ctx, digest)
+	t, err := attest.ServerTLS(ctx, att, digest, cfg.TunnelCA)
 	if err != nil {
-		return nil, nil, fmt.Errorf("attested certificate (%s): %w", cfg.Attester, err)
+		return nil, nil, fmt.Errorf("user data: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(cfg.TunnelCA)) {
-		return nil, nil, errors.New("user data tunnel_ca holds no PEM certificate")
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS13,
-	}, in, nil
+	return t, in, nil
 }

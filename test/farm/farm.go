@@ -9,10 +9,7 @@ package farm
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -170,20 +167,12 @@ func (f *Farm) boot(v *vm, ud *userdata.Config) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cert, err := att.Certificate(ctx, digest)
+	serverTLS, err := attest.ServerTLS(ctx, att, digest, ud.TunnelCA)
 	if err != nil {
 		cancel()
 		return err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(ud.TunnelCA)) {
-		cancel()
-		return errors.New("user data tunnel_ca holds no certificate")
-	}
-	srv, err := tunnel.NewServer(tunnel.Config{
-		TLS:    &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert},
-		Logger: f.log,
-	})
+	srv, err := tunnel.NewServer(tunnel.Config{TLS: serverTLS, Logger: f.log})
 	if err != nil {
 		cancel()
 		return err

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
@@ -21,8 +22,8 @@ import (
 	"github.com/peerpod/peerpod/tunnel/attest"
 )
 
-// nodeIdentity makes a node CA and a client certificate it signed.
-func nodeIdentity(t *testing.T) (*x509.CertPool, tls.Certificate) {
+// nodeIdentity makes a node CA (returned as PEM) and a client certificate it signed.
+func nodeIdentity(t *testing.T) (string, tls.Certificate) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{
@@ -45,9 +46,8 @@ func nodeIdentity(t *testing.T) (*x509.CertPool, tls.Certificate) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	return pool, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw})
+	return string(caPEM), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // TestFakeThroughTunnel serves a real tunnel with the fake attested
@@ -62,15 +62,18 @@ func TestFakeThroughTunnel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vmCert, err := a.Certificate(ctx, digest[:])
+	caPEM, clientCert := nodeIdentity(t)
+	if _, err := attest.ServerTLS(ctx, a, digest[:], "not a certificate"); err == nil {
+		t.Fatal("ServerTLS accepted a tunnel CA without a PEM certificate")
+	}
+	serverTLS, err := attest.ServerTLS(ctx, a, digest[:], caPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	caPool, clientCert := nodeIdentity(t)
-	srv, err := tunnel.NewServer(tunnel.Config{
-		TLS:    &tls.Config{Certificates: []tls.Certificate{vmCert}, ClientCAs: caPool, ClientAuth: tls.RequireAndVerifyClientCert},
-		Logger: log,
-	})
+	if serverTLS.ClientAuth != tls.RequireAndVerifyClientCert || serverTLS.MinVersion != tls.VersionTLS13 {
+		t.Fatalf("ServerTLS: client auth %v, min version %x", serverTLS.ClientAuth, serverTLS.MinVersion)
+	}
+	srv, err := tunnel.NewServer(tunnel.Config{TLS: serverTLS, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,7 @@ package sandboxtest
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -175,20 +172,12 @@ func (p *Provider) boot(vm *VM, f Faults) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cert, err := att.Certificate(ctx, digest)
+	serverTLS, err := attest.ServerTLS(ctx, att, digest, ud.TunnelCA)
 	if err != nil {
 		cancel()
 		return err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(ud.TunnelCA)) {
-		cancel()
-		return errors.New("user data tunnel_ca holds no certificate")
-	}
-	srv, err := tunnel.NewServer(tunnel.Config{
-		TLS:    &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13},
-		Logger: p.log,
-	})
+	srv, err := tunnel.NewServer(tunnel.Config{TLS: serverTLS, Logger: p.log})
 	if err != nil {
 		cancel()
 		return err
