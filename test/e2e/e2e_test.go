@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerpod/peerpod/api/agent"
 	"github.com/peerpod/peerpod/test/e2e/harness"
 	"github.com/peerpod/peerpod/test/kataclient"
 )
@@ -121,6 +122,42 @@ func execIn(ctx context.Context, t *testing.T, sb *kataclient.Sandbox, cid strin
 	return string(out)
 }
 
+// oomInVM runs a container limited to 16 MiB that allocates without bound
+// (busybox tail buffering /dev/zero) and checks that the agent reports its
+// OOM kill: in the pod VM the agent watches cgroup v2 memory.events, which
+// the host (cgroup v1) cannot exercise.
+func oomInVM(ctx context.Context, t *testing.T, env *harness.Env, sb *kataclient.Sandbox, cid string) {
+	t.Helper()
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	ooms := sb.WatchOOM(wctx)
+	req, err := sb.Request(kataclient.Container{ID: cid, Image: env.BusyboxRef, Args: []string{"/bin/tail", "/dev/zero"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.OCI.Linux.Resources = &agent.LinuxResources{Memory: &agent.LinuxMemory{Limit: 16 << 20}}
+	if err := sb.CreateContainerRequest(ctx, req); err != nil {
+		t.Fatalf("create %s: %v", cid, err)
+	}
+	if err := sb.StartContainer(ctx, cid); err != nil {
+		t.Fatalf("start %s: %v", cid, err)
+	}
+	select {
+	case got := <-ooms:
+		if got != cid {
+			t.Fatalf("GetOOMEvent reported %q, want %q", got, cid)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("no OOM event for %s within 3 minutes", cid)
+	}
+	if st, err := sb.WaitProcess(ctx, cid, cid); err != nil || st != 137 {
+		t.Fatalf("OOM-killed %s: status %d, %v; want 137", cid, st, err)
+	}
+	if err := sb.DeleteContainer(ctx, cid); err != nil {
+		t.Fatalf("delete %s: %v", cid, err)
+	}
+}
+
 // longRunning starts a container that stays up (sleep) for exec tests.
 func longRunning(ctx context.Context, t *testing.T, env *harness.Env, sb *kataclient.Sandbox, cid string) {
 	t.Helper()
@@ -151,7 +188,8 @@ func assertClean(ctx context.Context, t *testing.T, env *harness.Env) {
 }
 
 // TestPod drives one whole pod: VM boots, pause and app containers run,
-// stdout is read, an exec works, the pod is deleted and nothing is left.
+// stdout is read, an exec works, a container over its memory limit is
+// reported OOM-killed, the pod is deleted and nothing is left.
 func TestPod(t *testing.T) {
 	env, c := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -162,6 +200,7 @@ func TestPod(t *testing.T) {
 	if got := strings.TrimSpace(execIn(ctx, t, sb, "sleeper", "/bin/cat", "/proc/1/cmdline")); !strings.Contains(got, "sleep") {
 		t.Fatalf("exec saw pid 1 %q, want the container's sleep", got)
 	}
+	oomInVM(ctx, t, env, sb, "hog")
 	stopPod(ctx, t, sb)
 	assertClean(ctx, t, env)
 }

@@ -46,7 +46,7 @@ func StartRegistry(ip string) (*Registry, error) {
 func (r *Registry) Close() error { return r.srv.Close() }
 
 // busyboxApplets are linked to /bin/busybox in the test image.
-var busyboxApplets = []string{"sh", "echo", "cat", "ls", "sleep", "hostname", "id", "uname", "wc", "true"}
+var busyboxApplets = []string{"sh", "echo", "cat", "ls", "sleep", "hostname", "id", "uname", "wc", "true", "tail"}
 
 // PushBusybox builds a one-layer image from the host's static busybox
 // (/bin/busybox from busybox-static) and pushes it as <registry>/busybox:<tag>.
