@@ -15,7 +15,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/peerpod/peerpod/api/initdata"
 	"github.com/peerpod/peerpod/shim/config"
 	"github.com/peerpod/peerpod/shim/daemon"
 	"github.com/peerpod/peerpod/shim/providers"
@@ -24,7 +23,7 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
-	cfg, err := config.Load(os.Getenv, os.Args[1:], decodeInitdata)
+	cfg, err := config.Load(os.Getenv, os.Args[1:], config.DecodeInitdata)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(os.Stderr, config.Usage())
 		return 0
@@ -52,16 +51,4 @@ func run() int {
 		return 1
 	}
 	return 0
-}
-
-// decodeInitdata decodes INITDATA (base64 of gzip, or plain TOML) and checks it.
-func decodeInitdata(v string) (string, error) {
-	text, err := initdata.DecodeAnnotation(v)
-	if err != nil {
-		return "", err
-	}
-	if _, err := initdata.Parse(text); err != nil {
-		return "", err
-	}
-	return string(text), nil
 }

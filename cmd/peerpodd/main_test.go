@@ -7,26 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/peerpod/peerpod/api/initdata"
 )
-
-func TestDecodeInitdata(t *testing.T) {
-	toml, err := initdata.Marshal("sha256", map[string]string{"aa.toml": "a = 1\n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := initdata.EncodeAnnotation(toml)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := decodeInitdata(enc); err != nil || got != string(toml) {
-		t.Fatalf("decode = %q, %v", got, err)
-	}
-	if _, err := decodeInitdata("H4sI-not-really"); err == nil {
-		t.Fatal("garbage accepted")
-	}
-}
 
 // The binary stops at start-up with a message naming each bad key.
 func TestBadConfigStopsStartup(t *testing.T) {

@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/peerpod/peerpod/api/initdata"
 	"github.com/peerpod/peerpod/shim/config"
 	"github.com/peerpod/peerpod/shim/daemon"
 	"github.com/peerpod/peerpod/test/procprovider"
@@ -29,16 +28,7 @@ func main() {
 		}
 		return os.Getenv(k)
 	}
-	cfg, err := config.Load(getenv, os.Args[1:], func(v string) (string, error) {
-		text, err := initdata.DecodeAnnotation(v)
-		if err != nil {
-			return "", err
-		}
-		if _, err := initdata.Parse(text); err != nil {
-			return "", err
-		}
-		return string(text), nil
-	})
+	cfg, err := config.Load(getenv, os.Args[1:], config.DecodeInitdata)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(os.Stderr, config.Usage())
 		return
