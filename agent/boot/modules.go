@@ -16,14 +16,25 @@ import (
 // as modprobe would. A module already loaded or built in is skipped. A
 // missing order file means nothing to load.
 func LoadModules(dir, cmdline string) (int, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, "load.order"))
+	return loadOrder(dir, "load.order", ModuleParams(cmdline))
+}
+
+// LoadModuleSet loads a set of modules the image ships for one feature but
+// does not load at boot (vxlan, say): the files named in dir/<set>.order,
+// dependencies first. A missing order file means the image has no such set:
+// nothing is loaded and the feature relies on the kernel having it built in.
+func LoadModuleSet(dir, set string) (int, error) {
+	return loadOrder(dir, set+".order", nil)
+}
+
+func loadOrder(dir, order string, params map[string]string) (int, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, order))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("boot: read module order: %w", err)
+		return 0, fmt.Errorf("boot: read module order %s: %w", order, err)
 	}
-	params := ModuleParams(cmdline)
 	n := 0
 	for _, name := range strings.Fields(string(raw)) {
 		mod := strings.TrimSuffix(name, ".ko")

@@ -1,6 +1,8 @@
 package boot
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -51,6 +53,21 @@ func TestLoadModulesWithoutOrderFile(t *testing.T) {
 	n, err := LoadModules(t.TempDir(), "")
 	if err != nil || n != 0 {
 		t.Fatalf("LoadModules on an empty dir = %d, %v; want 0, nil", n, err)
+	}
+}
+
+func TestLoadModuleSet(t *testing.T) {
+	dir := t.TempDir()
+	if n, err := LoadModuleSet(dir, "vxlan"); err != nil || n != 0 {
+		t.Fatalf("LoadModuleSet without vxlan.order = %d, %v; want 0, nil", n, err)
+	}
+	// A set naming a file the image lacks fails and names the file.
+	if err := os.WriteFile(filepath.Join(dir, "vxlan.order"), []byte("udp_tunnel.ko\nvxlan.ko\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadModuleSet(dir, "vxlan")
+	if err == nil || !strings.Contains(err.Error(), "udp_tunnel.ko") {
+		t.Fatalf("LoadModuleSet with a missing module file: err = %v, want one naming udp_tunnel.ko", err)
 	}
 }
 
