@@ -1,0 +1,298 @@
+// Package irvm evaluates a Rego query compiled by OPA's planner (its
+// intermediate representation, package ir) directly on OPA's ast values.
+//
+// The planner turns rule bodies into straight-line statements over local
+// variables, so evaluating them skips topdown's unification, bindings and
+// backtracking. The semantics are those of OPA's Wasm compiler, the
+// planner's reference consumer: every block is a level that a failing
+// statement leaves (break 0) and that BreakStmt leaves n+1 of; a scan
+// counts two levels (its loop and the block around it); a function or plan
+// runs its blocks in order until one returns. Built-in functions are OPA's
+// own topdown implementations. Rule functions without arguments are
+// memoized for one evaluation, and those that read neither input nor data
+// (a policy's constant policy_data, say) once for the program's life.
+//
+// New refuses plans it cannot run exactly (dynamic calls, non-deterministic
+// or unknown built-ins); callers then fall back to topdown.
+package irvm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// ErrConflict is returned when a complete rule or function produces two
+// different values, or an object gets two values for one key (OPA's
+// eval_conflict_error).
+var ErrConflict = errors.New("conflicting values")
+
+// Program is one planned query, ready to evaluate. It is safe for
+// concurrent use.
+type Program struct {
+	plan     *ir.Plan
+	funcs    map[string]*function
+	strings  []*ast.Term // the string constants
+	numbers  []*ast.Term // the same, as numbers, where they parse as one
+	builtins map[string]topdown.BuiltinFunc
+}
+
+type function struct {
+	fn *ir.Func
+	// pure: reads neither input nor data, calls only pure functions and
+	// deterministic built-ins, has no with: its value never changes.
+	pure  bool
+	mu    sync.Mutex
+	known bool
+	val   *ast.Term
+}
+
+// unsupported lists built-ins that need evaluator state this package does
+// not provide, or that relate one input to many outputs.
+var unsupported = map[string]bool{
+	"trace": true, "internal.print": true, "print": true, "opa.runtime": true,
+	"walk": true, "internal.test_case": true,
+}
+
+// New checks policy (with exactly one plan) and prepares it.
+func New(policy *ir.Policy) (*Program, error) {
+	if policy == nil || policy.Plans == nil || len(policy.Plans.Plans) != 1 {
+		return nil, errors.New("irvm: want a policy with exactly one plan")
+	}
+	p := &Program{
+		plan:     policy.Plans.Plans[0],
+		funcs:    map[string]*function{},
+		builtins: map[string]topdown.BuiltinFunc{},
+	}
+	if policy.Static != nil {
+		for _, s := range policy.Static.Strings {
+			p.strings = append(p.strings, ast.StringTerm(s.Value))
+			var n *ast.Term
+			if _, err := json.Number(s.Value).Float64(); err == nil {
+				n = ast.NumberTerm(json.Number(s.Value))
+			}
+			p.numbers = append(p.numbers, n)
+		}
+		for _, b := range policy.Static.BuiltinFuncs {
+			if unsupported[b.Name] {
+				return nil, fmt.Errorf("irvm: built-in %s is not supported", b.Name)
+			}
+			if d, ok := ast.BuiltinMap[b.Name]; ok && d.Nondeterministic {
+				return nil, fmt.Errorf("irvm: built-in %s is not deterministic", b.Name)
+			}
+			f := topdown.GetBuiltin(b.Name)
+			if f == nil {
+				return nil, fmt.Errorf("irvm: built-in %s has no implementation", b.Name)
+			}
+			p.builtins[b.Name] = f
+		}
+	}
+	if policy.Funcs != nil {
+		for _, f := range policy.Funcs.Funcs {
+			p.funcs[f.Name] = &function{fn: f}
+		}
+	}
+	var err error
+	walkBlocks(p.plan.Blocks, func(s ir.Stmt) {
+		if err != nil {
+			return
+		}
+		err = p.check(s)
+	})
+	for _, f := range p.funcs {
+		walkBlocks(f.fn.Blocks, func(s ir.Stmt) {
+			if err != nil {
+				return
+			}
+			err = p.check(s)
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.markPure()
+	return p, nil
+}
+
+// check refuses statements this package does not evaluate.
+func (p *Program) check(s ir.Stmt) error {
+	switch s := s.(type) {
+	case *ir.CallDynamicStmt:
+		return errors.New("irvm: dynamic calls are not supported")
+	case *ir.CallStmt:
+		if _, ok := p.funcs[s.Func]; ok {
+			return nil
+		}
+		if _, ok := p.builtins[s.Func]; !ok {
+			return fmt.Errorf("irvm: call of unknown function %s", s.Func)
+		}
+	case *ir.MakeNumberRefStmt:
+		if s.Index < 0 || s.Index >= len(p.numbers) || p.numbers[s.Index] == nil {
+			return fmt.Errorf("irvm: number constant %d is not a number", s.Index)
+		}
+	}
+	return nil
+}
+
+// markPure finds the functions whose value is a constant.
+func (p *Program) markPure() {
+	state := map[string]int{} // 0 unknown, 1 visiting, 2 pure, 3 impure
+	var visit func(name string) bool
+	visit = func(name string) bool {
+		switch state[name] {
+		case 1, 3:
+			return false
+		case 2:
+			return true
+		}
+		f := p.funcs[name]
+		if f == nil {
+			return false
+		}
+		state[name] = 1
+		pure := len(f.fn.Params) == 2
+		walkBlocks(f.fn.Blocks, func(s ir.Stmt) {
+			if !pure {
+				return
+			}
+			switch s := s.(type) {
+			case *ir.CallStmt:
+				if _, isFunc := p.funcs[s.Func]; isFunc {
+					pure = visit(s.Func)
+					for _, a := range s.Args[2:] {
+						pure = pure && !readsRoot(a)
+					}
+					return
+				}
+				for _, a := range s.Args {
+					pure = pure && !readsRoot(a)
+				}
+			case *ir.WithStmt:
+				pure = false
+			default:
+				pure = !stmtReadsRoot(s)
+			}
+		})
+		if pure {
+			state[name] = 2
+		} else {
+			state[name] = 3
+		}
+		f.pure = pure
+		return pure
+	}
+	for name := range p.funcs {
+		visit(name)
+	}
+}
+
+func readsRoot(o ir.Operand) bool {
+	l, ok := o.Value.(ir.Local)
+	return ok && (l == ir.Input || l == ir.Data)
+}
+
+func isRoot(l ir.Local) bool { return l == ir.Input || l == ir.Data }
+
+// stmtReadsRoot reports whether s reads the input or data local.
+func stmtReadsRoot(s ir.Stmt) bool {
+	switch s := s.(type) {
+	case *ir.DotStmt:
+		return readsRoot(s.Source) || readsRoot(s.Key)
+	case *ir.LenStmt:
+		return readsRoot(s.Source)
+	case *ir.ScanStmt:
+		return isRoot(s.Source)
+	case *ir.AssignVarStmt:
+		return readsRoot(s.Source)
+	case *ir.AssignVarOnceStmt:
+		return readsRoot(s.Source)
+	case *ir.EqualStmt:
+		return readsRoot(s.A) || readsRoot(s.B)
+	case *ir.NotEqualStmt:
+		return readsRoot(s.A) || readsRoot(s.B)
+	case *ir.IsArrayStmt:
+		return readsRoot(s.Source)
+	case *ir.IsObjectStmt:
+		return readsRoot(s.Source)
+	case *ir.IsSetStmt:
+		return readsRoot(s.Source)
+	case *ir.IsDefinedStmt:
+		return isRoot(s.Source)
+	case *ir.IsUndefinedStmt:
+		return isRoot(s.Source)
+	case *ir.ArrayAppendStmt:
+		return readsRoot(s.Value) || isRoot(s.Array)
+	case *ir.ObjectInsertStmt:
+		return readsRoot(s.Key) || readsRoot(s.Value) || isRoot(s.Object)
+	case *ir.ObjectInsertOnceStmt:
+		return readsRoot(s.Key) || readsRoot(s.Value) || isRoot(s.Object)
+	case *ir.ObjectMergeStmt:
+		return isRoot(s.A) || isRoot(s.B)
+	case *ir.SetAddStmt:
+		return readsRoot(s.Value) || isRoot(s.Set)
+	case *ir.ReturnLocalStmt:
+		return isRoot(s.Source)
+	case *ir.ResultSetAddStmt:
+		return isRoot(s.Value)
+	}
+	return false
+}
+
+// walkBlocks calls f for every statement in blocks, nested ones included.
+func walkBlocks(blocks []*ir.Block, f func(ir.Stmt)) {
+	for _, b := range blocks {
+		for _, s := range b.Stmts {
+			f(s)
+			switch s := s.(type) {
+			case *ir.BlockStmt:
+				walkBlocks(s.Blocks, f)
+			case *ir.ScanStmt:
+				walkBlocks([]*ir.Block{s.Block}, f)
+			case *ir.NotStmt:
+				walkBlocks([]*ir.Block{s.Block}, f)
+			case *ir.WithStmt:
+				walkBlocks([]*ir.Block{s.Block}, f)
+			}
+		}
+	}
+}
+
+// Eval evaluates the plan with input and data (either may be nil: absent)
+// and returns its result set: one value per result, each an object of the
+// query's variables.
+func (p *Program) Eval(ctx context.Context, input, data ast.Value) ([]ast.Value, error) {
+	e := &evaluation{
+		p:    p,
+		ctx:  ctx,
+		memo: map[string]*ast.Term{},
+	}
+	e.bctx = topdown.BuiltinContext{Context: ctx, Seed: rand.Reader}
+	locals := newLocals()
+	if input != nil {
+		locals.set(ir.Input, ast.NewTerm(input))
+	}
+	if data != nil {
+		locals.set(ir.Data, ast.NewTerm(data))
+	}
+	for _, b := range p.plan.Blocks {
+		sig, err := e.block(locals, b)
+		if err != nil {
+			return nil, err
+		}
+		if sig.kind == sigReturn {
+			break
+		}
+	}
+	out := make([]ast.Value, len(e.results))
+	for i, t := range e.results {
+		out[i] = value(t)
+	}
+	return out, nil
+}

@@ -1,0 +1,273 @@
+package irvm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+)
+
+// Every case is evaluated by topdown and by irvm, on every input; the two
+// must agree on the value, on undefined, and on failing.
+
+const module = `package t
+
+import rego.v1
+
+default allow := false
+
+allow if {
+	input.user == "alice"
+	not input.blocked
+}
+
+allow if {
+	input.user == "bob"
+	count(input.groups) > 1
+}
+
+level := "admin" if {
+	"admins" in input.groups
+} else := "user" if {
+	input.user != ""
+} else := "anonymous"
+
+names contains n if {
+	some g in input.groups
+	n := upper(g)
+}
+
+by_len[g] := count(g) if {
+	some g in input.groups
+}
+
+sizes := [count(g) | some g in input.groups]
+
+all_short if {
+	every g in input.groups {
+		count(g) < 7
+	}
+}
+
+some_long if {
+	some g in input.groups
+	count(g) >= 7
+}
+
+f(x) := y if {
+	x > 10
+	y := "big"
+} else := "small"
+
+labels := [f(n) | some n in input.numbers]
+
+double(x) := x * 2
+
+sum_doubles := sum([double(n) | some n in input.numbers])
+
+pairs := {k: v | some k, v in input.attrs; startswith(k, "a")}
+
+nested := [[i, j] | some i in [1, 2]; some j in input.numbers; j > i]
+
+with_user := r if {
+	r := allow with input.user as "alice" with input.blocked as false
+}
+
+with_data := r if {
+	r := data.cfg.limit with data.cfg.limit as 99
+}
+
+state_name := data.pstate.name
+
+no_state if not data.pstate.missing
+
+regexes if {
+	regex.match("^[a-z]+$", input.user)
+	strings.any_prefix_match(input.user, ["al", "bo"])
+	not contains(input.user, "/")
+}
+
+numbers_equal if 1 == 1.0
+
+big := 18446744073709551615 + 1
+
+obj_get := object.get(input.attrs, "missing", "fallback")
+
+filtered := object.filter(input.attrs, ["a1", "zz"])
+
+json_text := json.marshal({"u": input.user, "n": input.numbers})
+
+set_ops := {"union": input_set | {"x"}, "minus": input_set - {"alice"}, "and": input_set & {"alice", "q"}}
+
+input_set := {s | some s in array.concat([input.user], input.groups)}
+
+sorted := sort(input.numbers)
+
+formatted := sprintf("%s has %d groups", [input.user, count(input.groups)])
+
+a.b.c := input.user
+
+conflict := input.user
+
+conflict := "other" if input.user == "carol"
+
+ops := {"allowed": true, "ops": [{"op": "add", "path": concat("", ["/pstate/c_", input.user]), "value": 1}]} if {
+	input.user != ""
+}
+
+missing_field := input.nope.deeper
+
+types := [is_string(input.user), is_array(input.groups), is_object(input.attrs), is_null(input.nothing)]
+`
+
+var queries = []string{
+	"allow", "level", "names", "by_len", "sizes", "all_short", "some_long", "labels",
+	"sum_doubles", "pairs", "nested", "with_user", "with_data", "state_name", "no_state",
+	"regexes", "numbers_equal", "big", "obj_get", "filtered", "json_text", "set_ops", "sorted",
+	"formatted", "a.b.c", "a", "conflict", "ops", "missing_field", "types",
+}
+
+var inputs = []string{
+	`{"user": "alice", "groups": ["dev", "admins"], "numbers": [1, 5, 20], "attrs": {"a1": 1, "b2": "x", "a3": [true]}, "nothing": null}`,
+	`{"user": "alice", "blocked": true, "groups": [], "numbers": [], "attrs": {}}`,
+	`{"user": "bob", "groups": ["ops", "very-long-group"], "numbers": [11, 12.5], "attrs": {"a": {"b": 1}}}`,
+	`{"user": "carol", "groups": ["x"], "numbers": [3], "attrs": {"a9": null}}`,
+	`{"user": "", "groups": "not-a-list", "numbers": [1], "attrs": []}`,
+	`{}`,
+}
+
+func TestAgreesWithTopdown(t *testing.T) {
+	ctx := context.Background()
+	store := func() storage.Store {
+		return inmem.NewFromObject(map[string]any{"pstate": map[string]any{"name": "web"}, "cfg": map[string]any{"limit": 1}})
+	}
+	data := ast.MustParseTerm(`{"pstate": {"name": "web"}, "cfg": {"limit": 1}}`).Value
+	for _, q := range queries {
+		prog, err := Compile(ctx, rego.Query("data.t."+q), rego.Module("t.rego", module), rego.Store(store()))
+		if err != nil {
+			t.Fatalf("compile %s: %v", q, err)
+		}
+		td, err := rego.New(rego.Query("data.t."+q), rego.Module("t.rego", module), rego.Store(store())).PrepareForEval(ctx)
+		if err != nil {
+			t.Fatalf("prepare %s: %v", q, err)
+		}
+		for i, raw := range inputs {
+			in := ast.MustParseTerm(raw).Value
+			want, wantErr := topdownValue(ctx, td, in)
+			got, gotErr := irvmValue(ctx, prog, in, data)
+			if (wantErr != nil) != (gotErr != nil) {
+				t.Errorf("%s, input %d: topdown error %v, irvm error %v", q, i, wantErr, gotErr)
+				continue
+			}
+			if !reflect.DeepEqual(want, got) {
+				t.Errorf("%s, input %d: topdown %s, irvm %s", q, i, show(want), show(got))
+			}
+		}
+	}
+}
+
+func topdownValue(ctx context.Context, pq rego.PreparedEvalQuery, in ast.Value) (any, error) {
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(in))
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) == 0 {
+		return "<undefined>", nil
+	}
+	return normalize(rs[0].Expressions[0].Value)
+}
+
+func irvmValue(ctx context.Context, p *Program, in, data ast.Value) (any, error) {
+	rs, err := p.Eval(ctx, in, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) == 0 {
+		return "<undefined>", nil
+	}
+	obj, ok := rs[0].(ast.Object)
+	if !ok || obj.Len() != 1 {
+		return nil, errors.New("result is not one binding")
+	}
+	var v ast.Value
+	obj.Foreach(func(_, t *ast.Term) { v = t.Value })
+	j, err := ast.JSON(v)
+	if err != nil {
+		return nil, err
+	}
+	return normalize(j)
+}
+
+// normalize makes numbers and collections compare alike.
+func normalize(v any) (any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	err = json.Unmarshal(b, &out)
+	return out, err
+}
+
+func show(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func TestRefusesWhatItCannotRun(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct{ name, body, want string }{
+		{"non-deterministic built-in", "x := time.now_ns()", "time.now_ns"},
+		{"dynamic call", "x := data.u[input.name]\n", "dynamic"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Compile(ctx, rego.Query("data.t.x"), rego.Module("t.rego", "package t\nimport rego.v1\n"+tc.body),
+				rego.Module("u.rego", "package u\nimport rego.v1\nr1 := 1\nr2 := 2\n"))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Compile = %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	prog, err := Compile(ctx, rego.Query("data.t.x"), rego.Module("t.rego", "package t\nimport rego.v1\nx := count([1 | some i in numbers.range(1, input.n); i > 0])"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := prog.Eval(ctx, ast.MustParseTerm(`{"n": 100000}`).Value, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Eval with a cancelled context = %v, want context.Canceled", err)
+	}
+}
+
+func TestConstantFunctionComputedOnce(t *testing.T) {
+	ctx := context.Background()
+	prog, err := Compile(ctx, rego.Query("data.t.x"), rego.Module("t.rego", "package t\nimport rego.v1\ntable := {\"a\": 1, \"b\": 2}\nx := table[input.k]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pure []string
+	for name, f := range prog.funcs {
+		if f.pure {
+			pure = append(pure, name)
+		}
+	}
+	if len(pure) != 1 || !strings.HasSuffix(pure[0], ".table") {
+		t.Fatalf("pure functions = %v, want only table", pure)
+	}
+	for _, k := range []string{"a", "b", "a"} {
+		rs, err := prog.Eval(ctx, ast.MustParseTerm(`{"k": "`+k+`"}`).Value, nil)
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("Eval k=%s: %v, %v", k, rs, err)
+		}
+	}
+}
