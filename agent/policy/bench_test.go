@@ -22,7 +22,7 @@ import (
 // benchPolicy generates a policy the way peerpodctl does for a pod with
 // several containers (so its policy data is the size of a real pod's), and
 // returns it with a CreateContainerRequest it allows.
-func benchPolicy(b *testing.B) (string, *agent.CreateContainerRequest) {
+func benchPolicy(b testing.TB) (string, *agent.CreateContainerRequest) {
 	b.Helper()
 	const containers = 8
 	y := "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec:\n  containers:\n"

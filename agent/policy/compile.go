@@ -12,6 +12,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown/print"
+
+	"github.com/peerpod/peerpod/agent/policy/irvm"
 )
 
 // compiled is one policy, compiled once; queries are prepared once per rule.
@@ -30,6 +32,10 @@ type compiled struct {
 	allowFailing bool
 
 	queries map[string]*rego.PreparedEvalQuery // guarded by Engine.mu
+	// programs are the rules' planned queries (nil: topdown evaluates the
+	// rule); data is the data document they read (the policy state).
+	programs map[string]*irvm.Program // guarded by Engine.mu
+	data     ast.Value                // guarded by Engine.mu
 
 	printOnce     sync.Once
 	printCompiler *ast.Compiler
@@ -86,6 +92,8 @@ func compile(ctx context.Context, policy string) (*compiled, error) {
 		rules:    map[string]bool{},
 		consts:   map[string]bool{},
 		queries:  map[string]*rego.PreparedEvalQuery{},
+		programs: map[string]*irvm.Program{},
+		data:     ast.NewObject(ast.Item(ast.StringTerm("pstate"), ast.ObjectTerm())),
 	}
 	for _, r := range mod.Rules {
 		ref := r.Head.Ref()
@@ -172,18 +180,14 @@ func (c *compiled) decide(ctx context.Context, name string, input ast.Value) (al
 	if !c.rules[name] {
 		return false, "the policy has no rule for this request"
 	}
-	pq, err := c.query(ctx, name)
-	if err != nil {
-		return false, err.Error()
-	}
-	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input))
+	result, err := c.eval(ctx, name, input)
 	if err != nil {
 		return false, "evaluation failed: " + err.Error()
 	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+	if result == nil {
 		return false, "the rule is undefined for this request"
 	}
-	switch v := rs[0].Expressions[0].Value.(type) {
+	switch v := result.(type) {
 	case bool:
 		if !v {
 			return false, "the rule is false for this request"
@@ -206,6 +210,34 @@ func (c *compiled) decide(ctx context.Context, name string, input ast.Value) (al
 	default:
 		return false, fmt.Sprintf("the rule's result is a %T, want a boolean or {allowed, ops}", v)
 	}
+}
+
+// eval evaluates rule name on input, with its planned program when it has
+// one, else with topdown; nil means undefined. The caller holds Engine.mu.
+func (c *compiled) eval(ctx context.Context, name string, input ast.Value) (any, error) {
+	prog, planned := c.programs[name]
+	if !planned {
+		var err error
+		if prog, err = c.plan(ctx, name); err != nil {
+			prog = nil // topdown from now on
+		}
+		c.programs[name] = prog
+	}
+	if prog != nil {
+		return c.evalPlan(ctx, prog, input)
+	}
+	pq, err := c.query(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, nil
+	}
+	return rs[0].Expressions[0].Value, nil
 }
 
 // prints evaluates rule name again with print() enabled and returns what

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/storage"
 )
 
@@ -55,7 +56,16 @@ func (c *compiled) applyOps(ctx context.Context, raw any) error {
 		c.store.Abort(ctx, txn)
 		return fmt.Errorf("write /pstate: %w", err)
 	}
-	return c.store.Commit(ctx, txn)
+	data, err := ast.InterfaceToValue(map[string]any{"pstate": next})
+	if err != nil {
+		c.store.Abort(ctx, txn)
+		return fmt.Errorf("policy state as a value: %w", err)
+	}
+	if err := c.store.Commit(ctx, txn); err != nil {
+		return err
+	}
+	c.data = data
+	return nil
 }
 
 // applyOp applies one RFC 6902 operation to doc and returns the new doc.
