@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -405,5 +406,53 @@ func TestExpand(t *testing.T) {
 		if got := expand(in, env); got != want {
 			t.Errorf("expand(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The runtime-variable patterns accept the service links and HOSTNAME the
+// runtime adds and nothing else; the one-per-line form agrees with the
+// per-variable form.
+func TestRuntimeEnvRegex(t *testing.T) {
+	common := defaultCommon()
+	one := regexp.MustCompile(common.EnvRegex)
+	lines := regexp.MustCompile(common.EnvLinesRegex)
+	for _, tc := range []struct {
+		env  string
+		want bool
+	}{
+		{"HOSTNAME=web-7d9f8-abcde", true},
+		{"TERM=xterm", true},
+		{"KUBERNETES_SERVICE_HOST=10.96.0.1", true},
+		{"KUBERNETES_SERVICE_PORT=443", true},
+		{"KUBERNETES_SERVICE_PORT_HTTPS=443", true},
+		{"KUBERNETES_PORT=tcp://10.96.0.1:443", true},
+		{"KUBERNETES_PORT_443_TCP=tcp://10.96.0.1:443", true},
+		{"DNS_PORT_53_UDP=udp://[fd00::a]:53", true},
+		{"KUBERNETES_PORT_443_TCP_PROTO=tcp", true},
+		{"KUBERNETES_PORT_443_TCP_PORT=443", true},
+		{"KUBERNETES_PORT_443_TCP_ADDR=10.96.0.1", true},
+		{"REDIS_PORT_6379_SCTP_ADDR=fd00::1", true},
+		{"LD_PRELOAD=/tmp/x.so", false},
+		{"EVIL_SERVICE_HOST=10.0.0.1;x", false},
+		{"KUBERNETES_PORT=http://10.96.0.1:443", false},
+		{"KUBERNETES_PORT_443_TCP_PROTO=icmp", false},
+		{"_SERVICE_PORT=1", false},
+		{"TERM=vt100", false},
+		{"HOSTNAME=web\nTERM=xterm", false},
+		{"PATH=/bin", false},
+	} {
+		if got := one.MatchString(tc.env); got != tc.want {
+			t.Errorf("env_regex on %q = %v, want %v", tc.env, got, tc.want)
+		}
+		if strings.Contains(tc.env, "\n") {
+			continue // the rules refuse a variable holding a newline before the lines match
+		}
+		if got := lines.MatchString(tc.env + "\n"); got != tc.want {
+			t.Errorf("env_lines_regex on %q = %v, want %v", tc.env, got, tc.want)
+		}
+	}
+	all := "HOSTNAME=web\nKUBERNETES_SERVICE_HOST=10.96.0.1\nKUBERNETES_PORT_443_TCP_ADDR=10.96.0.1\n"
+	if !lines.MatchString(all) || lines.MatchString(all+"PATH=/bin\n") {
+		t.Error("env_lines_regex does not check every line")
 	}
 }
