@@ -18,6 +18,7 @@ type batchConn struct {
 	mu       sync.Mutex // orders gathered and direct writes
 	batching bool
 	wbuf     []byte
+	limit    int // bytes gathered before a system call; 0 means writeBatchSize
 }
 
 // Write sends b, or gathers it while a batch is open. TLS writes whole
@@ -30,7 +31,7 @@ func (c *batchConn) Write(b []byte) (int, error) {
 		return c.Conn.Write(b)
 	}
 	c.wbuf = append(c.wbuf, b...)
-	if len(c.wbuf) >= writeBatchSize {
+	if len(c.wbuf) >= writeBatchSize && len(c.wbuf) >= c.limit {
 		if err := c.flushLocked(); err != nil {
 			return 0, err
 		}

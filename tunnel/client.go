@@ -38,6 +38,7 @@ type Client struct {
 	dialing chan struct{} // closed when the running dial loop ends
 	lastErr error
 	dialed  bool
+	direct  map[*directConn]struct{} // open streams of OpenDirect
 
 	reconnects atomic.Uint64
 }
@@ -203,6 +204,7 @@ func (c *Client) Close() error {
 	if s != nil {
 		err = s.Close()
 	}
+	c.closeDirect()
 	c.wg.Wait()
 	return err
 }

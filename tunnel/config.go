@@ -1,6 +1,7 @@
 // Package tunnel carries streams between a node and a pod VM over one TCP
 // connection: TLS 1.3 with mutual authentication, yamux on top, and a small
-// header at the start of every stream naming its kind (see SPEC.md).
+// header at the start of every stream naming its kind (see SPEC.md). A
+// stream may also have a TLS connection of its own (DialStream).
 package tunnel
 
 import (
@@ -31,8 +32,12 @@ const (
 	maxMaxHeaderSize = headerPrefixLen + 0xFFFF
 )
 
-// alpnProto is the TLS application protocol both ends announce.
+// alpnProto is the TLS application protocol of a yamux session.
 const alpnProto = "peerpod-tunnel/1"
+
+// alpnDirect is the TLS application protocol of a connection that carries
+// one stream directly, without yamux (see DialStream).
+const alpnDirect = "peerpod-stream/1"
 
 // Config configures both ends of a tunnel. Every zero field takes the default
 // documented beside it; Validate says which field is wrong.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 )
 
 // Dial connects to the tunnel server at addr (host:port), completes the TLS
@@ -16,23 +18,11 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := cfg.TLS
-
 	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
-	var d net.Dialer
-	raw, err := d.DialContext(hctx, "tcp", addr)
+	conn, err := dialTLS(hctx, addr, cfg, alpnProto)
 	if err != nil {
-		return nil, fmt.Errorf("tunnel: dial %s: %w", addr, err)
-	}
-	conn := tls.Client(&batchConn{Conn: raw}, t)
-	if err := conn.HandshakeContext(hctx); err != nil {
-		_ = raw.Close()
-		return nil, fmt.Errorf("tunnel: TLS handshake with %s: %w", addr, err)
-	}
-	if err := verifyPeer(hctx, cfg.Verifier, conn); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("tunnel: peer %s refused: %w", addr, err)
+		return nil, err
 	}
 	s, err := newSession(conn, cfg, true)
 	if err != nil {
@@ -53,6 +43,35 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Session, error) {
 	}
 	s.log.Debug("tunnel session open")
 	return s, nil
+}
+
+// dialTLS connects to addr, completes the TLS 1.3 handshake announcing
+// only the application protocol proto, and runs cfg.Verifier; cfg has its
+// defaults and ctx bounds it all.
+func dialTLS(ctx context.Context, addr string, cfg Config, proto string) (*tls.Conn, error) {
+	var d net.Dialer
+	if proto == alpnDirect {
+		// No session pings watch a direct stream: TCP keepalive finds a
+		// peer that is gone.
+		d.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAliveInterval,
+			Interval: cfg.KeepAliveInterval, Count: 3}
+	}
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: dial %s: %w", addr, err)
+	}
+	t := cfg.TLS.Clone()
+	t.NextProtos = []string{proto}
+	conn := tls.Client(&batchConn{Conn: raw}, t)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		_ = raw.Close()
+		return nil, fmt.Errorf("tunnel: TLS handshake with %s: %w", addr, err)
+	}
+	if err := verifyPeer(ctx, cfg.Verifier, conn, proto); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("tunnel: peer %s refused: %w", addr, err)
+	}
+	return conn, nil
 }
 
 // dialConfig returns cfg with defaults for dialing addr, or why it cannot
@@ -76,14 +95,15 @@ func dialConfig(addr string, cfg Config) (Config, error) {
 	return cfg, nil
 }
 
-// verifyPeer checks the negotiated protocol and runs v, if any.
-func verifyPeer(ctx context.Context, v Verifier, conn *tls.Conn) error {
+// verifyPeer checks the negotiated protocol (one of protos) and runs v, if
+// any.
+func verifyPeer(ctx context.Context, v Verifier, conn *tls.Conn, protos ...string) error {
 	st := conn.ConnectionState()
 	if st.Version != tls.VersionTLS13 {
 		return fmt.Errorf("negotiated %s, not TLS 1.3", tls.VersionName(st.Version))
 	}
-	if st.NegotiatedProtocol != alpnProto {
-		return fmt.Errorf("peer does not speak %s (ALPN %q)", alpnProto, st.NegotiatedProtocol)
+	if !slices.Contains(protos, st.NegotiatedProtocol) {
+		return fmt.Errorf("peer does not speak %s (ALPN %q)", strings.Join(protos, " or "), st.NegotiatedProtocol)
 	}
 	if len(st.PeerCertificates) == 0 {
 		return errors.New("peer presented no certificate")

@@ -58,6 +58,8 @@ func NewServer(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("tunnel: Config.TLS.ClientCAs is required to verify the peer's certificate")
 		}
 	}
+	// The server speaks both: a yamux session, or one direct stream.
+	t.NextProtos = []string{alpnProto, alpnDirect}
 	return &Server{cfg: cfg, kinds: make(map[Kind]*route)}, nil
 }
 
@@ -166,12 +168,16 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	conn := tls.Server(&batchConn{Conn: c}, s.cfg.TLS)
 	err := conn.HandshakeContext(hctx)
 	if err == nil {
-		err = verifyPeer(hctx, s.cfg.Verifier, conn)
+		err = verifyPeer(hctx, s.cfg.Verifier, conn, alpnProto, alpnDirect)
 	}
 	cancel()
 	if err != nil {
 		log.Warn("tunnel peer refused", "err", err)
 		_ = c.Close()
+		return
+	}
+	if conn.ConnectionState().NegotiatedProtocol == alpnDirect {
+		s.serveDirect(ctx, conn, log)
 		return
 	}
 	sess, err := newSession(conn, s.cfg, false)

@@ -23,7 +23,7 @@ const (
 	KindHealth  Kind = "health"  // liveness probe stream
 	KindConsole Kind = "console" // VM console / log stream
 	KindConfig  Kind = "config"  // node → VM secrets after attestation (api/userdata.Secrets as JSON)
-	KindNet     Kind = "net"     // Ethernet frames (pod network, later)
+	KindNet     Kind = "net"     // Ethernet frames of the pod network (a direct stream)
 )
 
 // Header is what precedes a stream's payload (see SPEC.md).
