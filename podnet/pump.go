@@ -1,7 +1,6 @@
 package podnet
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -26,8 +25,9 @@ const MaxFrame = 65536 + VnetHdrLen + 64
 // records as the bytes need, instead of one each per frame.
 const batchSize = 512 << 10
 
-// readBuf is the size of a net stream's read buffer.
-const readBuf = 256 << 10
+// readBuf is the size of a net stream's read buffer: room for a few
+// frames, and always for a whole one after a partial frame.
+const readBuf = 4 * MaxFrame
 
 // Pump moves frames between a TAP device and whichever net stream is
 // attached with Run. While none is, frames wait in the TAP's queue (and
@@ -151,29 +151,49 @@ func (p *Pump) toStream(conn net.Conn) error {
 	}
 }
 
+// fromStream reads length-prefixed frames from conn and writes each to
+// the TAP straight from the buffer the stream was read into: bytes are
+// copied once, from the connection into buf, and not again.
 func (p *Pump) fromStream(conn net.Conn) error {
-	r := bufio.NewReaderSize(conn, readBuf)
-	var hdr [4]byte
-	buf := make([]byte, MaxFrame)
+	buf := make([]byte, readBuf)
+	r, w := 0, 0 // buf[r:w] holds bytes read and not yet written out
 	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return fmt.Errorf("net stream read: %w", err)
-		}
-		n := binary.BigEndian.Uint32(hdr[:])
-		if n > MaxFrame || n == 0 {
-			return fmt.Errorf("net stream: frame of %d bytes", n)
-		}
-		if _, err := io.ReadFull(r, buf[:n]); err != nil {
-			return fmt.Errorf("net stream read: %w", err)
-		}
-		p.in.Add(1)
-		p.inBytes.Add(uint64(n))
-		if _, err := p.tap.Write(buf[:n]); err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return fmt.Errorf("TAP write: %w", err)
+		// Write out every whole frame in the buffer.
+		for w-r >= 4 {
+			n := int(binary.BigEndian.Uint32(buf[r:]))
+			if n > MaxFrame || n == 0 {
+				return fmt.Errorf("net stream: frame of %d bytes", n)
 			}
-			// A frame the kernel refuses (device down, bad header) is dropped.
-			p.drops.Add(1)
+			if w-r < 4+n {
+				break
+			}
+			frame := buf[r+4 : r+4+n]
+			r += 4 + n
+			p.in.Add(1)
+			p.inBytes.Add(uint64(n))
+			if _, err := p.tap.Write(frame); err != nil {
+				if errors.Is(err, os.ErrClosed) {
+					return fmt.Errorf("TAP write: %w", err)
+				}
+				// A frame the kernel refuses (device down, bad header) is dropped.
+				p.drops.Add(1)
+			}
+		}
+		if r == w {
+			r, w = 0, 0
+		} else if len(buf)-r < 4+MaxFrame {
+			// Too little room after a partial frame for the largest one:
+			// move it to the front.
+			w = copy(buf, buf[r:w])
+			r = 0
+		}
+		n, err := conn.Read(buf[w:])
+		w += n
+		if err != nil && (n == 0 || !errors.Is(err, io.EOF)) {
+			if w > r && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("net stream read: %w", err)
 		}
 	}
 }

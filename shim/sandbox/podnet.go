@@ -27,7 +27,9 @@ func (mg *Manager) attachNet(ctx context.Context, e journal.Entry, client *tunne
 	if ap, err := netip.ParseAddrPort(e.VMAddr); err == nil {
 		ip = net.IP(ap.Addr().Unmap().AsSlice())
 	}
-	open := func(ctx context.Context) (net.Conn, error) { return client.Open(ctx, tunnel.KindNet, nil) }
+	// Frames go on a direct stream, a TLS connection of their own: no
+	// session goroutine or window between the pump and the socket.
+	open := func(ctx context.Context) (net.Conn, error) { return client.OpenDirect(ctx, tunnel.KindNet, nil) }
 	return mg.opts.PodNetwork.Attach(ctx, e.SandboxID, e.NetNS, ip, open)
 }
 
