@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/peerpod/peerpod/agent/boot"
 	"github.com/peerpod/peerpod/podnet"
 	"github.com/peerpod/peerpod/tunnel"
 )
@@ -31,6 +32,11 @@ const vxlanOverhead = 50
 type Options struct {
 	// NetNSPath is where the pod network namespace is pinned.
 	NetNSPath string
+	// ModulesDir holds the kernel module sets of the pod VM image; vxlan
+	// mode loads the "vxlan" set from it (boot.LoadModuleSet) before it
+	// makes its device. Default /lib/modules. A directory without the set
+	// (a kernel with VXLAN built in, or the host in tests) loads nothing.
+	ModulesDir string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -54,6 +60,9 @@ func New(o Options) (*Manager, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.ModulesDir == "" {
+		o.ModulesDir = "/lib/modules"
 	}
 	return &Manager{o: o, log: o.Logger}, nil
 }
@@ -191,12 +200,21 @@ func (m *Manager) vxlan(ns netns.NsHandle, cfg *podnet.Config) (int, error) {
 	if l, err := netlink.LinkByIndex(routes[0].LinkIndex); err == nil {
 		under = l.Attrs().MTU
 	}
+	if n, err := boot.LoadModuleSet(m.o.ModulesDir, "vxlan"); err != nil {
+		return 0, fmt.Errorf("vxlan mode: load the vxlan kernel modules from %s: %w", m.o.ModulesDir, err)
+	} else if n > 0 {
+		m.log.Info("loaded the vxlan kernel modules", "count", n)
+	}
 	tmp := fmt.Sprintf("ppvx%d", cfg.VXLAN.VNI)
 	link := &netlink.Vxlan{
 		LinkAttrs: netlink.LinkAttrs{Name: tmp, MTU: under - vxlanOverhead},
 		VxlanId:   int(cfg.VXLAN.VNI), Group: remote, Port: cfg.VXLAN.Port, Learning: false,
 	}
 	if err := netlink.LinkAdd(link); err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) {
+			return 0, fmt.Errorf("VXLAN device (VNI %d): the VM's kernel has no VXLAN support (no vxlan.order in %s, not built in): %w",
+				cfg.VXLAN.VNI, m.o.ModulesDir, err)
+		}
 		return 0, fmt.Errorf("VXLAN device (VNI %d, port %d): %w", cfg.VXLAN.VNI, cfg.VXLAN.Port, err)
 	}
 	if err := netlink.LinkSetNsFd(link, int(ns)); err != nil {

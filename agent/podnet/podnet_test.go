@@ -117,3 +117,35 @@ func TestHandle(t *testing.T) {
 		t.Fatalf("pod netns %s left: %v", path, err)
 	}
 }
+
+// TestVXLANLoadsModules checks that vxlan mode loads the image's vxlan
+// module set before it makes the device, and refuses the config with the
+// reason when a module of the set cannot be loaded.
+func TestVXLANLoadsModules(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "vxlan.order"), []byte("kernel/net/missing.ko\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "podns")
+	m, err := New(Options{NetNSPath: path, ModulesDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	cfg := &podnet.Config{
+		Mode:      podnet.ModeVXLAN,
+		Interface: podnet.Interface{Name: "eth0", MAC: "02:00:00:aa:bb:cd", MTU: 1500, Addrs: []string{"10.8.0.2/24"}},
+		VXLAN:     &podnet.VXLAN{Remote: "127.0.0.1", VNI: 4242, Port: 4789},
+	}
+	r := send(t, m, cfg)
+	if !strings.Contains(r.Error, "vxlan kernel modules") || !strings.Contains(r.Error, "missing.ko") {
+		t.Fatalf("reply %+v, want the module load failure", r)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("pod netns %s left after a refused config: %v", path, err)
+	}
+	if out, _ := exec.Command("ip", "link", "show", "ppvx4242").CombinedOutput(); !strings.Contains(string(out), "does not exist") {
+		t.Fatalf("VXLAN device left in this namespace: %s", out)
+	}
+}
