@@ -26,6 +26,7 @@ import (
 	"github.com/peerpod/peerpod/agent/service"
 	"github.com/peerpod/peerpod/api/userdata"
 	"github.com/peerpod/peerpod/tunnel"
+	"google.golang.org/protobuf/proto"
 )
 
 func main() {
@@ -62,10 +63,18 @@ func run() error {
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// ready waits for what the pod's sandbox needs beyond the agent's first
+	// answer: the kernel modules the boot loads in the background.
+	ready := func(context.Context) error { return nil }
 	if os.Getpid() == 1 {
-		// PID 1 of the libvirt initramfs: mounts, modules, network first.
-		if err := boot.Setup(ctx, boot.Config{Logger: log}); err != nil {
+		// PID 1 of the libvirt initramfs: mounts, modules, user data, network first.
+		res, err := boot.Setup(ctx, boot.Config{Logger: log})
+		if err != nil {
 			return err
+		}
+		ready = res.WaitModules
+		if *udFile == "" {
+			*udFile = res.UserDataFile
 		}
 	}
 
@@ -98,7 +107,14 @@ func run() error {
 		return err
 	}
 	defer pn.Close()
-	opts.Handlers = map[tunnel.Kind]tunnel.Handler{tunnel.KindNet: pn.Handle}
+	opts.Handlers = map[tunnel.Kind]tunnel.Handler{tunnel.KindNet: func(ctx context.Context, c net.Conn, h tunnel.Header) {
+		if err := ready(ctx); err != nil {
+			log.Error("pod network stream refused", "err", err)
+			c.Close()
+			return
+		}
+		pn.Handle(ctx, c, h)
+	}}
 	if *kataSock != "" {
 		log.Info("forwarding agent streams to an upstream kata-agent", "socket", *kataSock)
 		return daemon.Run(ctx, opts)
@@ -111,10 +127,11 @@ func run() error {
 	if *allowAll {
 		log.Warn("!!! --dev-allow-all-policy: EVERY agent request is served whatever the policy says; never use this in production !!!")
 	}
-	auth, err := policy.New(ctx, policyText, policy.Options{AllowAll: *allowAll, Logger: log})
+	pol, err := policy.New(ctx, policyText, policy.Options{AllowAll: *allowAll, Logger: log})
 	if err != nil {
 		return fmt.Errorf("initdata policy: %w", err)
 	}
+	auth := &readyAuthorizer{Engine: pol, ready: ready}
 	sb, err := sandbox.New(sandbox.Config{
 		StateDir: *stateDir, KataRoot: *kataRoot, PauseBundle: *pauseBundle, Runc: *runcPath,
 		CgroupParent: *cgroupParent, SetHostname: *setHostname, NetNS: pn.NetNS, ReapOrphans: true, Logger: log,
@@ -140,4 +157,21 @@ func run() error {
 		return nil
 	}
 	return daemon.Run(ctx, opts)
+}
+
+// readyAuthorizer holds every agent request until the VM is fully set up
+// (kernel modules loaded), then asks the policy engine. Health checks are
+// another service and pass at once, so the VM reports ready while the last
+// modules load. SetPolicy and the rest of the engine are used as they are.
+type readyAuthorizer struct {
+	*policy.Engine
+	ready func(context.Context) error
+}
+
+// Authorize waits for the VM's set-up, then applies the policy.
+func (a *readyAuthorizer) Authorize(ctx context.Context, method string, req proto.Message) error {
+	if err := a.ready(ctx); err != nil {
+		return fmt.Errorf("%s: pod VM not set up: %w", method, err)
+	}
+	return a.Engine.Authorize(ctx, method, req)
 }

@@ -21,6 +21,7 @@ const (
 	File Kind = iota
 	Dir
 	Symlink
+	CharDev
 )
 
 // Entry is one archive member.
@@ -34,6 +35,8 @@ type Entry struct {
 	Data []byte
 	// Target is a symlink's target.
 	Target string
+	// Major and Minor are a device node's numbers.
+	Major, Minor uint32
 }
 
 // Archive is a set of entries keyed by path. Adding a file also adds its
@@ -72,7 +75,8 @@ func (a *Archive) Add(e Entry) error {
 		if old.Kind == Dir && e.Kind == Dir {
 			return nil
 		}
-		if old.Kind != e.Kind || !bytes.Equal(old.Data, e.Data) || old.Target != e.Target || old.Mode != e.Mode {
+		if old.Kind != e.Kind || !bytes.Equal(old.Data, e.Data) || old.Target != e.Target || old.Mode != e.Mode ||
+			old.Major != e.Major || old.Minor != e.Minor {
 			return fmt.Errorf("initramfs: %s added twice with different content", p)
 		}
 		return nil
@@ -105,6 +109,12 @@ func (a *Archive) AddSymlink(p, target string) error {
 	return a.Add(Entry{Path: p, Kind: Symlink, Mode: 0o777, Target: target})
 }
 
+// AddCharDev adds a character device node (/dev/console, say: the kernel
+// opens it as PID 1's stdin, stdout and stderr before devtmpfs is mounted).
+func (a *Archive) AddCharDev(p string, mode fs.FileMode, major, minor uint32) error {
+	return a.Add(Entry{Path: p, Kind: CharDev, Mode: mode, Major: major, Minor: minor})
+}
+
 // Paths returns the archive's paths in the order WriteTo writes them.
 func (a *Archive) Paths() []string {
 	ps := make([]string, 0, len(a.entries))
@@ -120,6 +130,7 @@ const (
 	typeDir     = 0o040000
 	typeFile    = 0o100000
 	typeSymlink = 0o120000
+	typeCharDev = 0o020000
 )
 
 // WriteTo writes the archive as a newc cpio stream ending with the trailer.
@@ -136,6 +147,8 @@ func (a *Archive) WriteTo(w io.Writer) (int64, error) {
 			mode, data = typeFile, e.Data
 		case Symlink:
 			mode, data = typeSymlink, []byte(e.Target)
+		case CharDev:
+			mode = typeCharDev
 		default:
 			return cw.n, fmt.Errorf("initramfs: %s: unknown kind %d", p, e.Kind)
 		}
@@ -144,19 +157,19 @@ func (a *Archive) WriteTo(w io.Writer) (int64, error) {
 		if e.Kind == Dir {
 			nlink = 2
 		}
-		if err := writeHeader(cw, uint32(i+1), mode, nlink, a.MTime, strings.TrimPrefix(p, "/"), data); err != nil {
+		if err := writeHeader(cw, uint32(i+1), mode, nlink, a.MTime, e.Major, e.Minor, strings.TrimPrefix(p, "/"), data); err != nil {
 			return cw.n, fmt.Errorf("initramfs: write %s: %w", p, err)
 		}
 	}
-	if err := writeHeader(cw, 0, 0, 1, 0, "TRAILER!!!", nil); err != nil {
+	if err := writeHeader(cw, 0, 0, 1, 0, 0, 0, "TRAILER!!!", nil); err != nil {
 		return cw.n, fmt.Errorf("initramfs: write trailer: %w", err)
 	}
 	return cw.n, nil
 }
 
-func writeHeader(w io.Writer, ino, mode, nlink uint32, mtime int64, name string, data []byte) error {
+func writeHeader(w io.Writer, ino, mode, nlink uint32, mtime int64, rmajor, rminor uint32, name string, data []byte) error {
 	hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		ino, mode, 0, 0, nlink, uint32(mtime), len(data), 0, 0, 0, 0, len(name)+1, 0)
+		ino, mode, 0, 0, nlink, uint32(mtime), len(data), 0, 0, rmajor, rminor, len(name)+1, 0)
 	buf := make([]byte, 0, len(hdr)+len(name)+4)
 	buf = append(buf, hdr...)
 	buf = append(buf, name...)

@@ -143,3 +143,31 @@ func TestSameInputsSameBytes(t *testing.T) {
 		t.Fatal("two builds from the same inputs differ")
 	}
 }
+
+// TestCharDev: a device node is written with its type bits and rdev numbers.
+func TestCharDev(t *testing.T) {
+	a := New(0)
+	if err := a.AddCharDev("/dev/console", 0o600, 5, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AddCharDev("/dev/console", 0o600, 5, 2); err == nil {
+		t.Fatal("adding /dev/console again with other numbers succeeded")
+	}
+	var b bytes.Buffer
+	if _, err := a.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	// newc: magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor, rdevminor, ...
+	s := b.String()
+	i := strings.Index(s, "dev/console")
+	if i < 110 {
+		t.Fatalf("no dev/console entry in %q", s)
+	}
+	hdr := s[i-110 : i]
+	if mode := hdr[14:22]; mode != "00002180" {
+		t.Errorf("mode field = %s, want 00002180 (character device, 0600)", mode)
+	}
+	if rdev := hdr[78:94]; rdev != "0000000500000001" {
+		t.Errorf("rdev fields = %s, want major 5 minor 1", rdev)
+	}
+}

@@ -113,8 +113,22 @@ func moduleDepends(p string) ([]string, error) {
 	return nil, nil
 }
 
-// AddModules puts mods in the archive under ModulesDir with the load-order file.
+// AddModules puts mods in the archive under ModulesDir with the load-order
+// file: the modules the boot loads before anything else.
 func (a *Archive) AddModules(mods []Module) error {
+	return a.addOrder(ModulesOrder, mods)
+}
+
+// AddModuleSet puts mods in the archive under ModulesDir with the order file
+// <set>.order, for a set agent/boot loads later or on demand (LoadModuleSet).
+func (a *Archive) AddModuleSet(set string, mods []Module) error {
+	if set == "" || strings.ContainsAny(set, "/.") || set == "load" {
+		return fmt.Errorf("initramfs: module set name %q is empty, has '/' or '.', or is reserved", set)
+	}
+	return a.addOrder(ModulesDir+"/"+set+".order", mods)
+}
+
+func (a *Archive) addOrder(orderPath string, mods []Module) error {
 	var order strings.Builder
 	for _, m := range mods {
 		base := m.Name + ".ko"
@@ -123,5 +137,20 @@ func (a *Archive) AddModules(mods []Module) error {
 		}
 		order.WriteString(base + "\n")
 	}
-	return a.AddFile(ModulesOrder, 0o644, []byte(order.String()))
+	return a.AddFile(orderPath, 0o644, []byte(order.String()))
+}
+
+// Without returns mods less those named in skip (already loaded by an earlier set).
+func Without(mods, skip []Module) []Module {
+	drop := map[string]bool{}
+	for _, m := range skip {
+		drop[m.Name] = true
+	}
+	var out []Module
+	for _, m := range mods {
+		if !drop[m.Name] {
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -52,3 +52,45 @@ func TestResolveModules(t *testing.T) {
 		t.Errorf("unknown module: %v", err)
 	}
 }
+
+// TestModuleSets: a set's order file lists its modules, dependencies first,
+// less those of the boot set; vxlan comes with its UDP tunnel dependencies.
+func TestModuleSets(t *testing.T) {
+	tree := kernelModules(t)
+	boot, err := ResolveModules(tree, []string{"virtio_net"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vx, err := ResolveModules(tree, []string{"vxlan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(0)
+	if err := a.AddModules(boot); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AddModuleSet("vxlan", Without(vx, boot)); err != nil {
+		t.Fatal(err)
+	}
+	order := strings.Fields(string(a.entries[ModulesDir+"/vxlan.order"].Data))
+	if len(order) == 0 || order[len(order)-1] != "vxlan.ko" {
+		t.Fatalf("vxlan.order = %v, want vxlan.ko last", order)
+	}
+	pos := map[string]int{}
+	for i, f := range order {
+		pos[f] = i
+		if _, ok := a.entries[ModulesDir+"/"+f]; !ok {
+			t.Errorf("vxlan.order names %s, not in the archive", f)
+		}
+	}
+	for _, m := range vx {
+		if _, ok := pos[m.Name+".ko"]; !ok {
+			t.Errorf("vxlan.order lacks %s", m.Name)
+		}
+	}
+	for _, bad := range []string{"", "a/b", "x.y", "load"} {
+		if err := a.AddModuleSet(bad, vx); err == nil {
+			t.Errorf("AddModuleSet(%q) succeeded", bad)
+		}
+	}
+}

@@ -143,10 +143,6 @@ func domainXML(c *Config, s spec) (string, error) {
 			Interfaces: []libvirtxml.DomainInterface{{
 				Model: &libvirtxml.DomainInterfaceModel{Type: "virtio"},
 			}},
-			RNGs: []libvirtxml.DomainRNG{{
-				Model:   "virtio",
-				Backend: &libvirtxml.DomainRNGBackend{Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}},
-			}},
 			MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
 		},
 	}
@@ -171,9 +167,9 @@ func domainXML(c *Config, s spec) (string, error) {
 		// TCG: "max" gives the guest RDRAND and the newer instructions QEMU can emulate.
 		d.CPU = &libvirtxml.DomainCPU{Mode: "maximum"}
 	}
-	// ACPI stays on: the guest finds the fw_cfg device (user data) only
-	// through it (the Debian kernel lacks FW_CFG_SYSFS_CMDLINE), and without
-	// it (no MP table support either) a guest sees one CPU.
+	// ACPI stays on: without it (the Debian kernel has no MP table support)
+	// a guest sees one CPU and no IO-APIC. User data does not need it: the
+	// guest reads fw_cfg through its I/O ports (agent/boot).
 	d.Features = &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}}
 	if c.Kernel != "" {
 		d.OS.Kernel = c.Kernel
@@ -186,6 +182,13 @@ func domainXML(c *Config, s spec) (string, error) {
 		d.OS.Loader = &libvirtxml.DomainLoader{Type: "pflash", Readonly: "yes", Path: c.Firmware}
 		d.OS.Type.Machine = "q35"
 		d.Features = &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}}
+		// A disk image's distribution may wait for entropy; the pod VM image
+		// (kernel boot) trusts the CPU's RDRAND (random.trust_cpu=on) and has
+		// no virtio-rng: probing one costs ~0.3 s under TCG.
+		d.Devices.RNGs = []libvirtxml.DomainRNG{{
+			Model:   "virtio",
+			Backend: &libvirtxml.DomainRNGBackend{Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}},
+		}}
 		d.Devices.Disks = []libvirtxml.DomainDisk{{
 			Device: "disk",
 			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2"},

@@ -27,7 +27,7 @@ func main() {
 }
 
 func run() error {
-	var bins, files, dirs pairs
+	var bins, files, dirs, sets pairs
 	out := flag.String("o", "", "output cpio file")
 	initBin := flag.String("init", "", "executable to install as /init (PID 1)")
 	kmods := flag.String("kmod-tree", "", "kernel module tree (lib/modules/<version>)")
@@ -35,6 +35,7 @@ func run() error {
 	flag.Var(&bins, "binary", "DST=SRC: an executable and the shared libraries it needs (repeatable)")
 	flag.Var(&files, "file", "DST=SRC: a plain file (repeatable)")
 	flag.Var(&dirs, "dir", "an empty directory to create (repeatable)")
+	flag.Var(&sets, "module-set", "NAME=mod1,mod2: modules loaded later or on demand, listed in NAME.order with their dependencies less -modules (repeatable)")
 	flag.Parse()
 	if *out == "" || *initBin == "" {
 		return fmt.Errorf("-o and -init are required")
@@ -49,6 +50,11 @@ func run() error {
 	}
 	a := initramfs.New(epoch)
 	if err := a.AddBinary("/init", *initBin); err != nil {
+		return err
+	}
+	// The kernel gives PID 1 /dev/console as stdin, stdout and stderr only if
+	// the node exists before devtmpfs is mounted: without it boot logs are lost.
+	if err := a.AddCharDev("/dev/console", 0o600, 5, 1); err != nil {
 		return err
 	}
 	for _, spec := range bins {
@@ -74,15 +80,29 @@ func run() error {
 			return err
 		}
 	}
+	if (*mods != "" || len(sets) > 0) && *kmods == "" {
+		return fmt.Errorf("-modules and -module-set need -kmod-tree")
+	}
+	var boot []initramfs.Module
 	if *mods != "" {
-		if *kmods == "" {
-			return fmt.Errorf("-modules needs -kmod-tree")
-		}
-		ms, err := initramfs.ResolveModules(*kmods, strings.Split(*mods, ","))
-		if err != nil {
+		var err error
+		if boot, err = initramfs.ResolveModules(*kmods, strings.Split(*mods, ",")); err != nil {
 			return err
 		}
-		if err := a.AddModules(ms); err != nil {
+		if err := a.AddModules(boot); err != nil {
+			return err
+		}
+	}
+	for _, spec := range sets {
+		name, list, ok := strings.Cut(spec, "=")
+		if !ok || list == "" {
+			return fmt.Errorf("-module-set %q is not NAME=mod1,mod2", spec)
+		}
+		ms, err := initramfs.ResolveModules(*kmods, strings.Split(list, ","))
+		if err != nil {
+			return fmt.Errorf("module set %s: %w", name, err)
+		}
+		if err := a.AddModuleSet(name, initramfs.Without(ms, boot)); err != nil {
 			return err
 		}
 	}

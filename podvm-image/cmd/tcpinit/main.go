@@ -19,7 +19,7 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if os.Getpid() == 1 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := boot.Setup(ctx, boot.Config{Logger: log})
+		_, err := boot.Setup(ctx, boot.Config{Logger: log})
 		cancel()
 		if err != nil {
 			log.Error("boot failed", "err", err)
