@@ -102,7 +102,7 @@ func (n *Node) Attach(ctx context.Context, id, nsPath string, vmIP net.IP, open 
 		return fmt.Errorf("attach pod network of sandbox %s: %w", id, err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("attach pod network of sandbox %s: netlink in %s: %w", id, nsPath, err)
 	}
@@ -377,7 +377,7 @@ func (n *Node) Detach(ctx context.Context, id, nsPath string) error {
 		return fmt.Errorf("detach pod network of sandbox %s: %w", id, err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("detach pod network of sandbox %s: netlink in %s: %w", id, nsPath, err)
 	}

@@ -147,7 +147,7 @@ func (m *Manager) make(cfg *podnet.Config) (*podnet.Pump, error) {
 		return nil, err
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink in the pod netns: %w", err)
 	}
@@ -221,7 +221,7 @@ func (m *Manager) vxlan(ns netns.NsHandle, cfg *podnet.Config) (int, error) {
 		_ = netlink.LinkDel(link)
 		return 0, fmt.Errorf("move VXLAN device into the pod netns: %w", err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return 0, err
 	}
