@@ -27,6 +27,9 @@ type Options struct {
 	PeerpoddLog io.Writer
 	// Step, when set, is told each set-up step and how long it took.
 	Step func(name string, took time.Duration)
+	// Env adds KEY=value settings to peerpodd's environment (TUNNEL_TYPE,
+	// say); they override the harness's own.
+	Env []string
 }
 
 // Env is one prepared host: bridge, registry, image and peerpodd.
@@ -124,6 +127,7 @@ func Setup(ctx context.Context, opts Options) (_ *Env, err error) {
 		"LIBVIRT_DATA_DIR="+e.DataDir,
 		"LIBVIRT_MEMORY="+strconv.Itoa(opts.MemoryMiB),
 	)
+	e.env = append(e.env, opts.Env...)
 	if opts.PeerpoddLog == nil {
 		if e.logFile, err = os.Create(filepath.Join(e.Dir, "peerpodd.log")); err != nil {
 			return nil, err
