@@ -230,7 +230,7 @@ func (c *compiled) eval(ctx context.Context, name string, input ast.Value) (any,
 	if err != nil {
 		return nil, err
 	}
-	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input))
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(irvm.Whole(input)))
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +271,7 @@ func (c *compiled) prints(ctx context.Context, name string, input ast.Value) str
 		c.printQueries[name] = pq
 	}
 	var h printCollector
-	if _, err := pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalPrintHook(&h)); err != nil {
+	if _, err := pq.Eval(ctx, rego.EvalParsedInput(irvm.Whole(input)), rego.EvalPrintHook(&h)); err != nil {
 		h.lines = append(h.lines, "evaluation failed: "+err.Error())
 	}
 	return tail(strings.Join(h.lines, " "), maxPrints)

@@ -24,14 +24,16 @@ const (
 	sIFLNK = 0o120000
 )
 
-// requestInput is the policy input of req. CopyFileRequest is preprocessed
-// as Kata does: the policy sees PolicyCopyFileRequest (file type from the
-// S_IFMT bits of file_mode, the symlink target from data, no data).
+// requestInput is the policy input of req, built lazily (LazyInput; pass
+// it through irvm.Whole before giving it to anything but irvm).
+// CopyFileRequest is preprocessed as Kata does: the policy sees
+// PolicyCopyFileRequest (file type from the S_IFMT bits of file_mode, the
+// symlink target from data, no data).
 func requestInput(req proto.Message) (ast.Value, error) {
 	if cf, ok := req.(*agent.CopyFileRequest); ok {
 		return copyFileInput(cf)
 	}
-	return Input(req.ProtoReflect()), nil
+	return LazyInput(req.ProtoReflect()), nil
 }
 
 func copyFileInput(r *agent.CopyFileRequest) (ast.Value, error) {

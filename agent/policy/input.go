@@ -58,6 +58,7 @@ type fieldPlan struct {
 
 type messagePlan struct {
 	fields []fieldPlan
+	index  map[string]int // input key → fields index
 }
 
 // planCache maps a message descriptor's full name to its plan.
@@ -84,6 +85,10 @@ func planFor(md protoreflect.MessageDescriptor) *messagePlan {
 			field:    fd,
 			nullable: fd.HasOptionalKeyword() && fd.Kind() != protoreflect.MessageKind,
 		})
+	}
+	p.index = make(map[string]int, len(p.fields))
+	for i, f := range p.fields {
+		p.index[string(f.key.Value.(ast.String))] = i
 	}
 	planCache.Store(md.FullName(), p)
 	return p
@@ -126,33 +131,33 @@ func (e *encoder) message(m protoreflect.Message) *ast.Term {
 	p := planFor(m.Descriptor())
 	kvs := make([][2]*ast.Term, 0, len(p.fields))
 	for i := range p.fields {
-		f := &p.fields[i]
-		var v *ast.Term
-		switch {
-		case f.oneof != nil:
-			if fd := m.WhichOneof(f.oneof); fd != nil {
-				v = e.term(ast.NewObject(ast.Item(ast.StringTerm(InputName(string(fd.Name()))), e.singular(fd, m.Get(fd)))))
-			} else {
-				v = ast.InternedNullTerm
-			}
-		case f.field.IsMap():
-			v = e.mapping(f.field, m.Get(f.field).Map())
-		case f.field.IsList():
-			v = e.list(f.field, m.Get(f.field).List())
-		case f.field.Kind() == protoreflect.MessageKind || f.field.Kind() == protoreflect.GroupKind:
-			if m.Has(f.field) {
-				v = e.message(m.Get(f.field).Message())
-			} else {
-				v = ast.InternedNullTerm
-			}
-		case f.nullable && !m.Has(f.field):
-			v = ast.InternedNullTerm
-		default:
-			v = e.singular(f.field, m.Get(f.field))
-		}
-		kvs = append(kvs, [2]*ast.Term{f.key, v})
+		kvs = append(kvs, [2]*ast.Term{p.fields[i].key, e.field(m, &p.fields[i])})
 	}
 	return e.term(ast.NewObject(kvs...))
+}
+
+// field encodes one input key of m.
+func (e *encoder) field(m protoreflect.Message, f *fieldPlan) *ast.Term {
+	switch {
+	case f.oneof != nil:
+		if fd := m.WhichOneof(f.oneof); fd != nil {
+			return e.term(ast.NewObject(ast.Item(ast.StringTerm(InputName(string(fd.Name()))), e.singular(fd, m.Get(fd)))))
+		}
+		return ast.InternedNullTerm
+	case f.field.IsMap():
+		return e.mapping(f.field, m.Get(f.field).Map())
+	case f.field.IsList():
+		return e.list(f.field, m.Get(f.field).List())
+	case f.field.Kind() == protoreflect.MessageKind || f.field.Kind() == protoreflect.GroupKind:
+		if m.Has(f.field) {
+			return e.message(m.Get(f.field).Message())
+		}
+		return ast.InternedNullTerm
+	case f.nullable && !m.Has(f.field):
+		return ast.InternedNullTerm
+	default:
+		return e.singular(f.field, m.Get(f.field))
+	}
 }
 
 func (e *encoder) list(fd protoreflect.FieldDescriptor, l protoreflect.List) *ast.Term {

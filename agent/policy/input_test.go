@@ -11,6 +11,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/peerpod/peerpod/agent/policy/irvm"
 	"github.com/peerpod/peerpod/api/agent"
 	"github.com/peerpod/peerpod/api/agent/types"
 )
@@ -206,5 +207,47 @@ func TestCopyFileInput(t *testing.T) {
 				t.Fatalf("input =\n%s\nwant\n%s", b, tt.want)
 			}
 		})
+	}
+}
+
+// Every member of a lazy input, read at any depth, is the member of the
+// whole input; made whole, it is the whole input.
+func TestLazyInputMatchesWhole(t *testing.T) {
+	_, bench := benchPolicy(t)
+	for _, req := range []proto.Message{sampleCreateContainer(), bench, &agent.ExecProcessRequest{ContainerId: "c"}} {
+		m := req.ProtoReflect()
+		whole := Input(m)
+		if got := irvm.Whole(LazyInput(m)); ast.Compare(got, whole) != 0 {
+			t.Fatalf("%s: lazy input made whole differs from the input", m.Descriptor().Name())
+		}
+		var walk func(path string, lz irvm.Lazy, want ast.Value)
+		walk = func(path string, lz irvm.Lazy, want ast.Value) {
+			var keys []*ast.Term
+			switch w := want.(type) {
+			case ast.Object:
+				keys = w.Keys()
+			case *ast.Array:
+				for i := 0; i < w.Len(); i++ {
+					keys = append(keys, ast.InternedTerm(i))
+				}
+			}
+			for _, k := range keys {
+				wt, _ := want.Find(ast.Ref{k})
+				got := lz.Member(k)
+				if got == nil {
+					t.Fatalf("%s%v: missing from the lazy input", path, k)
+				}
+				if ast.Compare(irvm.Whole(got.Value), wt) != 0 {
+					t.Fatalf("%s%v: lazy %v, whole %v", path, k, irvm.Whole(got.Value), wt)
+				}
+				if inner, ok := irvm.AsLazy(got.Value); ok {
+					walk(fmt.Sprintf("%s%v.", path, k), inner, wt)
+				}
+			}
+			if lz.Member(ast.StringTerm("no_such_field")) != nil {
+				t.Fatalf("%s: a key the request lacks is present", path)
+			}
+		}
+		walk("", newLazyMessage(&encoder{}, m), whole)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/peerpod/peerpod/agent/policy/irvm"
 	"github.com/peerpod/peerpod/api/agent"
 )
 
@@ -21,7 +22,7 @@ func topdownEval(t *testing.T, c *compiled, name string, input ast.Value) any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := pq.Eval(context.Background(), rego.EvalParsedInput(input))
+	rs, err := pq.Eval(context.Background(), rego.EvalParsedInput(irvm.Whole(input)))
 	if err != nil {
 		t.Fatal(err)
 	}

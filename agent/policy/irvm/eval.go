@@ -12,37 +12,42 @@ import (
 
 // evaluation is the state of one Eval.
 type evaluation struct {
-	p       *Program
-	ctx     context.Context
-	bctx    topdown.BuiltinContext
-	memo    map[string]*ast.Term // argument-less rule functions, this evaluation
+	p    *Program
+	ctx  context.Context
+	bctx topdown.BuiltinContext
+	// memo holds the values of argument-less rule functions computed in
+	// this evaluation (done says which), by function index.
+	memo    []*ast.Term
+	done    []bool
 	results []*ast.Term
 	steps   int
+	// stack holds the frames of the functions running; args is scratch
+	// space for a built-in's operands (built-ins do not call back).
+	stack []*ast.Term
+	args  []*ast.Term
 }
 
-// locals is one function's variables; nil is undefined. Terms, not values:
+// locals is one function's frame; nil is undefined. Terms, not values:
 // object members, array elements and built-in operands are terms, so
 // holding terms saves a wrapper allocation at every use.
-type locals []*ast.Term
+type locals = []*ast.Term
 
-func newLocals() *locals {
-	l := make(locals, 0, 16)
-	return &l
-}
-
-func (l *locals) get(i ir.Local) *ast.Term {
-	if int(i) < len(*l) {
-		return (*l)[i]
+// push returns a cleared frame of n locals on the stack.
+func (e *evaluation) push(n int) locals {
+	top := len(e.stack)
+	if top+n > cap(e.stack) {
+		// A new backing array: frames handed out before stay valid
+		// on the old one.
+		e.stack = make([]*ast.Term, top, max(2*(top+n), 256))
 	}
-	return nil
+	e.stack = e.stack[:top+n]
+	fl := e.stack[top : top+n : top+n]
+	clear(fl)
+	return fl
 }
 
-func (l *locals) set(i ir.Local, v *ast.Term) {
-	for int(i) >= len(*l) {
-		*l = append(*l, nil)
-	}
-	(*l)[i] = v
-}
+// pop releases the top frame of n locals.
+func (e *evaluation) pop(n int) { e.stack = e.stack[:len(e.stack)-n] }
 
 // signal is how a block ended.
 type signal struct {
@@ -70,10 +75,17 @@ var (
 // cancelEvery is how many statements run between context checks.
 const cancelEvery = 1 << 12
 
-func (e *evaluation) operand(l *locals, o ir.Operand) *ast.Term {
+// operand returns o's value, made whole if it is Lazy.
+func (e *evaluation) operand(l locals, o ir.Operand) *ast.Term {
+	return materialize(e.raw(l, o))
+}
+
+// raw returns o's value as it is, perhaps Lazy: for the statements that
+// only pass it on or look into it.
+func (e *evaluation) raw(l locals, o ir.Operand) *ast.Term {
 	switch v := o.Value.(type) {
 	case ir.Local:
-		return l.get(v)
+		return l[v]
 	case ir.StringIndex:
 		return e.p.strings[v]
 	case ir.Bool:
@@ -107,7 +119,7 @@ func outer(sig signal, levels uint32) (signal, bool) {
 	return done, false
 }
 
-func (e *evaluation) block(l *locals, b *ir.Block) (signal, error) {
+func (e *evaluation) block(l locals, b *ir.Block) (signal, error) {
 	for _, s := range b.Stmts {
 		e.steps++
 		if e.steps%cancelEvery == 0 {
@@ -127,22 +139,22 @@ func (e *evaluation) block(l *locals, b *ir.Block) (signal, error) {
 }
 
 // stmt runs one statement; a signal other than done leaves the block.
-func (e *evaluation) stmt(l *locals, s ir.Stmt) (signal, error) {
+func (e *evaluation) stmt(l locals, s ir.Stmt) (signal, error) {
 	switch s := s.(type) {
 	case *ir.DotStmt:
-		t := dot(e.operand(l, s.Source), e.operand(l, s.Key))
+		t := dot(e.raw(l, s.Source), e.operand(l, s.Key))
 		if t == nil {
 			return failed, nil
 		}
-		l.set(s.Target, t)
+		l[s.Target] = t
 	case *ir.AssignVarStmt:
-		l.set(s.Target, e.operand(l, s.Source))
+		l[s.Target] = e.raw(l, s.Source)
 	case *ir.AssignVarOnceStmt:
 		t := e.operand(l, s.Source)
-		if cur := l.get(s.Target); cur != nil && ast.Compare(cur.Value, value(t)) != 0 {
+		if cur := l[s.Target]; cur != nil && ast.Compare(cur.Value, value(t)) != 0 {
 			return done, fmt.Errorf("%s: complete rule has %w", where(s.Location), ErrConflict)
 		}
-		l.set(s.Target, t)
+		l[s.Target] = t
 	case *ir.EqualStmt:
 		a, b := e.operand(l, s.A), e.operand(l, s.B)
 		if a == nil || b == nil || (a != b && ast.Compare(a.Value, b.Value) != 0) {
@@ -161,7 +173,7 @@ func (e *evaluation) stmt(l *locals, s ir.Stmt) (signal, error) {
 		if t == nil {
 			return failed, nil
 		}
-		l.set(s.Result, t)
+		l[s.Result] = t
 	case *ir.BlockStmt:
 		for _, b := range s.Blocks {
 			sig, err := e.block(l, b)
@@ -190,39 +202,39 @@ func (e *evaluation) stmt(l *locals, s ir.Stmt) (signal, error) {
 	case *ir.WithStmt:
 		return e.with(l, s)
 	case *ir.ReturnLocalStmt:
-		return signal{kind: sigReturn, val: l.get(s.Source)}, nil
+		return signal{kind: sigReturn, val: l[s.Source]}, nil
 	case *ir.ResetLocalStmt:
-		l.set(s.Target, nil)
+		l[s.Target] = nil
 	case *ir.MakeNullStmt:
-		l.set(s.Target, nullTerm)
+		l[s.Target] = nullTerm
 	case *ir.MakeNumberIntStmt:
-		l.set(s.Target, ast.InternedTerm(int(s.Value)))
+		l[s.Target] = ast.InternedTerm(int(s.Value))
 	case *ir.AssignIntStmt:
-		l.set(s.Target, ast.InternedTerm(int(s.Value)))
+		l[s.Target] = ast.InternedTerm(int(s.Value))
 	case *ir.MakeNumberRefStmt:
-		l.set(s.Target, e.p.numbers[s.Index])
+		l[s.Target] = e.p.numbers[s.Index]
 	case *ir.MakeArrayStmt:
-		l.set(s.Target, ast.NewTerm(ast.NewArrayWithCapacity(int(s.Capacity))))
+		l[s.Target] = ast.NewTerm(ast.NewArrayWithCapacity(int(s.Capacity)))
 	case *ir.MakeObjectStmt:
-		l.set(s.Target, ast.NewTerm(ast.NewObject()))
+		l[s.Target] = ast.NewTerm(ast.NewObject())
 	case *ir.MakeSetStmt:
-		l.set(s.Target, ast.NewTerm(ast.NewSet()))
+		l[s.Target] = ast.NewTerm(ast.NewSet())
 	case *ir.ArrayAppendStmt:
-		t := l.get(s.Array)
+		t := l[s.Array]
 		arr, ok := value(t).(*ast.Array)
 		if !ok {
 			return done, fmt.Errorf("%s: append to a %s", where(s.Location), typeName(t))
 		}
-		l.set(s.Array, ast.NewTerm(arr.Append(e.operand(l, s.Value))))
+		l[s.Array] = ast.NewTerm(arr.Append(e.operand(l, s.Value)))
 	case *ir.ObjectInsertStmt:
-		t := l.get(s.Object)
+		t := l[s.Object]
 		obj, ok := value(t).(ast.Object)
 		if !ok {
 			return done, fmt.Errorf("%s: insert into a %s", where(s.Location), typeName(t))
 		}
 		obj.Insert(e.operand(l, s.Key), e.operand(l, s.Value))
 	case *ir.ObjectInsertOnceStmt:
-		t := l.get(s.Object)
+		t := l[s.Object]
 		obj, ok := value(t).(ast.Object)
 		if !ok {
 			return done, fmt.Errorf("%s: insert into a %s", where(s.Location), typeName(t))
@@ -236,7 +248,7 @@ func (e *evaluation) stmt(l *locals, s ir.Stmt) (signal, error) {
 		}
 		obj.Insert(k, v)
 	case *ir.ObjectMergeStmt:
-		ta, tb := l.get(s.A), l.get(s.B)
+		ta, tb := materialize(l[s.A]), materialize(l[s.B])
 		a, aok := value(ta).(ast.Object)
 		b, bok := value(tb).(ast.Object)
 		if !aok || !bok {
@@ -246,9 +258,9 @@ func (e *evaluation) stmt(l *locals, s ir.Stmt) (signal, error) {
 		if !ok {
 			return done, fmt.Errorf("%s: merge: %w", where(s.Location), ErrConflict)
 		}
-		l.set(s.Target, ast.NewTerm(m))
+		l[s.Target] = ast.NewTerm(m)
 	case *ir.SetAddStmt:
-		t := l.get(s.Set)
+		t := l[s.Set]
 		set, ok := value(t).(ast.Set)
 		if !ok {
 			return done, fmt.Errorf("%s: add to a %s", where(s.Location), typeName(t))
@@ -259,7 +271,7 @@ func (e *evaluation) stmt(l *locals, s ir.Stmt) (signal, error) {
 		if !ok {
 			return failed, nil
 		}
-		l.set(s.Target, ast.InternedTerm(n))
+		l[s.Target] = ast.InternedTerm(n)
 	case *ir.IsArrayStmt:
 		if _, ok := value(e.operand(l, s.Source)).(*ast.Array); !ok {
 			return failed, nil
@@ -273,15 +285,15 @@ func (e *evaluation) stmt(l *locals, s ir.Stmt) (signal, error) {
 			return failed, nil
 		}
 	case *ir.IsDefinedStmt:
-		if l.get(s.Source) == nil {
+		if l[s.Source] == nil {
 			return failed, nil
 		}
 	case *ir.IsUndefinedStmt:
-		if l.get(s.Source) != nil {
+		if l[s.Source] != nil {
 			return failed, nil
 		}
 	case *ir.ResultSetAddStmt:
-		e.results = append(e.results, l.get(s.Value))
+		e.results = append(e.results, materialize(l[s.Value]))
 	case *ir.NopStmt:
 	default:
 		return done, fmt.Errorf("irvm: statement %T is not supported", s)
@@ -292,10 +304,10 @@ func (e *evaluation) stmt(l *locals, s ir.Stmt) (signal, error) {
 // scan runs the body once per element; the body is the loop level (a
 // break of 0 continues with the next element) and the scan adds a second
 // level around it (a break of 1 ends the scan).
-func (e *evaluation) scan(l *locals, s *ir.ScanStmt) (signal, error) {
+func (e *evaluation) scan(l locals, s *ir.ScanStmt) (signal, error) {
 	body := func(k, v *ast.Term) (signal, bool, error) {
-		l.set(s.Key, k)
-		l.set(s.Value, v)
+		l[s.Key] = k
+		l[s.Value] = v
 		sig, err := e.block(l, s.Block)
 		if err != nil {
 			return done, true, err
@@ -315,7 +327,12 @@ func (e *evaluation) scan(l *locals, s *ir.ScanStmt) (signal, error) {
 		stop bool
 		err  error
 	)
-	switch src := value(l.get(s.Source)).(type) {
+	switch src := value(l[s.Source]).(type) {
+	case lazyValue:
+		src.Members(func(k, v *ast.Term) bool {
+			out, stop, err = body(k, v)
+			return stop
+		})
 	case *ast.Array:
 		for i := 0; i < src.Len() && !stop; i++ {
 			out, stop, err = body(ast.InternedTerm(i), src.Elem(i))
@@ -338,27 +355,27 @@ func (e *evaluation) scan(l *locals, s *ir.ScanStmt) (signal, error) {
 
 // with runs the body with a local (or a path in it) replaced, and restores
 // it; memoized rule values are not shared across the replacement.
-func (e *evaluation) with(l *locals, s *ir.WithStmt) (signal, error) {
-	saved := l.get(s.Local)
+func (e *evaluation) with(l locals, s *ir.WithStmt) (signal, error) {
+	saved := l[s.Local]
 	t := e.operand(l, s.Value)
 	if len(s.Path) > 0 {
 		path := make([]*ast.Term, len(s.Path))
 		for i, idx := range s.Path {
 			path[i] = e.p.strings[idx]
 		}
-		t = upsert(saved, path, t)
+		t = upsert(materialize(saved), path, t)
 	}
-	l.set(s.Local, t)
-	memo := e.memo
-	e.memo = map[string]*ast.Term{}
+	l[s.Local] = t
+	memo, done := e.memo, e.done
+	e.memo, e.done = make([]*ast.Term, e.p.nfuncs), make([]bool, e.p.nfuncs)
 	sig, err := e.block(l, s.Block)
-	e.memo = memo
-	l.set(s.Local, saved)
+	e.memo, e.done = memo, done
+	l[s.Local] = saved
 	if err != nil {
-		return done, err
+		return signal{}, err
 	}
 	if sig.kind == sigDone {
-		return done, nil
+		return signal{}, nil
 	}
 	if sig.kind == sigBreak && sig.n == 0 {
 		return failed, nil // the body is undefined
@@ -383,12 +400,20 @@ func upsert(doc *ast.Term, path []*ast.Term, val *ast.Term) *ast.Term {
 }
 
 // call runs a planned function or a built-in; nil means undefined.
-func (e *evaluation) call(l *locals, s *ir.CallStmt) (*ast.Term, error) {
-	if f, ok := e.p.funcs[s.Func]; ok {
-		return e.callFunc(l, f, s)
+func (e *evaluation) call(l locals, s *ir.CallStmt) (*ast.Term, error) {
+	target := e.p.calls[s]
+	if target.fn != nil {
+		return e.callFunc(l, target.fn, s)
 	}
-	var buf [4]*ast.Term
-	args := buf[:0]
+	if target.count && len(s.Args) == 1 {
+		// count of a lazy collection that knows its length: not made whole.
+		if lz, ok := value(e.raw(l, s.Args[0])).(lazyValue); ok {
+			if n, ok := lz.Lazy.(interface{ Len() int }); ok {
+				return ast.InternedTerm(n.Len()), nil
+			}
+		}
+	}
+	args := e.args[:0]
 	for _, a := range s.Args {
 		t := e.operand(l, a)
 		if t == nil {
@@ -396,11 +421,13 @@ func (e *evaluation) call(l *locals, s *ir.CallStmt) (*ast.Term, error) {
 		}
 		args = append(args, t)
 	}
+	e.args = args
 	var out *ast.Term
-	err := e.p.builtins[s.Func](e.bctx, args, func(t *ast.Term) error {
+	err := target.builtin(e.bctx, args, func(t *ast.Term) error {
 		out = t
 		return nil
 	})
+	clear(args)
 	if err != nil {
 		var halt topdown.Halt
 		if errors.As(err, &halt) {
@@ -411,29 +438,25 @@ func (e *evaluation) call(l *locals, s *ir.CallStmt) (*ast.Term, error) {
 	return out, nil
 }
 
-func (e *evaluation) callFunc(l *locals, f *function, s *ir.CallStmt) (*ast.Term, error) {
+func (e *evaluation) callFunc(l locals, f *function, s *ir.CallStmt) (*ast.Term, error) {
 	if f.pure {
 		return e.constant(f)
 	}
 	memoize := len(s.Args) == 2
-	if memoize {
-		if t, ok := e.memo[s.Func]; ok {
-			return t, nil
-		}
+	if memoize && e.done[f.index] {
+		return e.memo[f.index], nil
 	}
-	fl := newLocals()
-	if len(s.Args) != len(f.fn.Params) {
-		return nil, fmt.Errorf("irvm: %s called with %d arguments, want %d", f.fn.Name, len(s.Args), len(f.fn.Params))
-	}
+	fl := e.push(f.size)
 	for i, p := range f.fn.Params {
-		fl.set(p, e.operand(l, s.Args[i]))
+		fl[p] = e.raw(l, s.Args[i])
 	}
 	t, err := e.run(f, fl)
+	e.pop(f.size)
 	if err != nil {
 		return nil, err
 	}
 	if memoize {
-		e.memo[s.Func] = t
+		e.memo[f.index], e.done[f.index] = t, true
 	}
 	return t, nil
 }
@@ -446,8 +469,9 @@ func (e *evaluation) constant(f *function) (*ast.Term, error) {
 	if f.known {
 		return f.val, nil
 	}
-	sub := &evaluation{p: e.p, ctx: context.WithoutCancel(e.ctx), bctx: e.bctx, memo: map[string]*ast.Term{}}
-	t, err := sub.run(f, newLocals())
+	sub := &evaluation{p: e.p, ctx: context.WithoutCancel(e.ctx), bctx: e.bctx,
+		memo: make([]*ast.Term, e.p.nfuncs), done: make([]bool, e.p.nfuncs)}
+	t, err := sub.run(f, sub.push(f.size))
 	if err != nil {
 		return nil, err
 	}
@@ -455,8 +479,8 @@ func (e *evaluation) constant(f *function) (*ast.Term, error) {
 	return t, nil
 }
 
-// run runs a function's blocks with its parameters set in fl.
-func (e *evaluation) run(f *function, fl *locals) (*ast.Term, error) {
+// run runs a function's blocks in its frame fl.
+func (e *evaluation) run(f *function, fl locals) (*ast.Term, error) {
 	for _, b := range f.fn.Blocks {
 		sig, err := e.block(fl, b)
 		if err != nil {
@@ -466,7 +490,66 @@ func (e *evaluation) run(f *function, fl *locals) (*ast.Term, error) {
 			return sig.val, nil
 		}
 	}
-	return fl.get(f.fn.Return), nil
+	return fl[f.fn.Return], nil
+}
+
+// Lazy stands for a collection that irvm reads part by part: a dot or a
+// scan asks it for members, and only where a whole value is needed (an
+// operand of a comparison or a built-in, a result) does irvm ask for the
+// value. Members may be lazy themselves (made with LazyTerm). A Lazy must
+// describe exactly the value Materialize returns; an input built lazily
+// spares the policy the cost of the parts it never reads.
+type Lazy interface {
+	// Member returns the member at key, or nil when there is none.
+	Member(key *ast.Term) *ast.Term
+	// Members calls f on every member in the value's iteration order
+	// (index order for an array, key order for an object) until f
+	// returns true.
+	Members(f func(key, value *ast.Term) bool)
+	// Materialize returns the whole value (not a lazy one).
+	Materialize() ast.Value
+}
+
+// A Lazy that also has a Len() int method answers count() without being
+// made whole.
+
+// LazyTerm returns a term standing for l. Outside irvm it behaves as the
+// whole value (its methods make it whole).
+func LazyTerm(l Lazy) *ast.Term { return ast.NewTerm(lazyValue{l}) }
+
+// lazyValue makes a Lazy an ast.Value.
+type lazyValue struct{ Lazy }
+
+func (v lazyValue) Compare(o ast.Value) int           { return ast.Compare(v.Materialize(), o) }
+func (v lazyValue) Find(p ast.Ref) (ast.Value, error) { return v.Materialize().Find(p) }
+func (v lazyValue) Hash() int                         { return v.Materialize().Hash() }
+func (v lazyValue) IsGround() bool                    { return true }
+func (v lazyValue) String() string                    { return v.Materialize().String() }
+func (v lazyValue) StringLength() int                 { return v.Materialize().StringLength() }
+
+// AsLazy returns the Lazy that v stands for, if it is one.
+func AsLazy(v ast.Value) (Lazy, bool) {
+	lz, ok := v.(lazyValue)
+	return lz.Lazy, ok
+}
+
+// Whole returns v, made whole if it is lazy (for code other than irvm).
+func Whole(v ast.Value) ast.Value {
+	if lz, ok := v.(lazyValue); ok {
+		return lz.Materialize()
+	}
+	return v
+}
+
+// materialize returns t, made whole if it is lazy.
+func materialize(t *ast.Term) *ast.Term {
+	if t == nil {
+		return nil
+	}
+	if lz, ok := t.Value.(lazyValue); ok {
+		return ast.NewTerm(lz.Materialize())
+	}
+	return t
 }
 
 // dot looks key up in v: an object member, an array element, or the key
@@ -476,6 +559,8 @@ func dot(v, key *ast.Term) *ast.Term {
 		return nil
 	}
 	switch c := v.Value.(type) {
+	case lazyValue:
+		return c.Member(key)
 	case ast.Object:
 		return c.Get(key)
 	case *ast.Array:

@@ -38,14 +38,26 @@ var ErrConflict = errors.New("conflicting values")
 // concurrent use.
 type Program struct {
 	plan     *ir.Plan
+	planSize int // locals the plan uses
 	funcs    map[string]*function
+	nfuncs   int
+	calls    map[*ir.CallStmt]callTarget
 	strings  []*ast.Term // the string constants
 	numbers  []*ast.Term // the same, as numbers, where they parse as one
 	builtins map[string]topdown.BuiltinFunc
 }
 
+// callTarget is what a CallStmt calls: a planned function or a built-in.
+type callTarget struct {
+	fn      *function
+	builtin topdown.BuiltinFunc
+	count   bool // the built-in is count
+}
+
 type function struct {
-	fn *ir.Func
+	fn    *ir.Func
+	index int // in an evaluation's memo
+	size  int // locals it uses
 	// pure: reads neither input nor data, calls only pure functions and
 	// deterministic built-ins, has no with: its value never changes.
 	pure  bool
@@ -95,10 +107,13 @@ func New(policy *ir.Policy) (*Program, error) {
 		}
 	}
 	if policy.Funcs != nil {
-		for _, f := range policy.Funcs.Funcs {
-			p.funcs[f.Name] = &function{fn: f}
+		for i, f := range policy.Funcs.Funcs {
+			p.funcs[f.Name] = &function{fn: f, index: i, size: frameSize(f.Blocks, append(f.Params, f.Return)...)}
 		}
+		p.nfuncs = len(policy.Funcs.Funcs)
 	}
+	p.planSize = frameSize(p.plan.Blocks, ir.Input, ir.Data)
+	p.calls = map[*ir.CallStmt]callTarget{}
 	var err error
 	walkBlocks(p.plan.Blocks, func(s ir.Stmt) {
 		if err != nil {
@@ -127,12 +142,18 @@ func (p *Program) check(s ir.Stmt) error {
 	case *ir.CallDynamicStmt:
 		return errors.New("irvm: dynamic calls are not supported")
 	case *ir.CallStmt:
-		if _, ok := p.funcs[s.Func]; ok {
+		if f, ok := p.funcs[s.Func]; ok {
+			if len(s.Args) != len(f.fn.Params) {
+				return fmt.Errorf("irvm: %s called with %d arguments, want %d", s.Func, len(s.Args), len(f.fn.Params))
+			}
+			p.calls[s] = callTarget{fn: f}
 			return nil
 		}
-		if _, ok := p.builtins[s.Func]; !ok {
+		b, ok := p.builtins[s.Func]
+		if !ok {
 			return fmt.Errorf("irvm: call of unknown function %s", s.Func)
 		}
+		p.calls[s] = callTarget{builtin: b, count: s.Func == "count"}
 	case *ir.MakeNumberRefStmt:
 		if s.Index < 0 || s.Index >= len(p.numbers) || p.numbers[s.Index] == nil {
 			return fmt.Errorf("irvm: number constant %d is not a number", s.Index)
@@ -245,6 +266,97 @@ func stmtReadsRoot(s ir.Stmt) bool {
 	return false
 }
 
+// frameSize is one more than the highest local that blocks (or extra) use.
+func frameSize(blocks []*ir.Block, extra ...ir.Local) int {
+	n := ir.Local(0)
+	see := func(ls ...ir.Local) {
+		for _, l := range ls {
+			n = max(n, l)
+		}
+	}
+	op := func(os ...ir.Operand) {
+		for _, o := range os {
+			if l, ok := o.Value.(ir.Local); ok {
+				see(l)
+			}
+		}
+	}
+	see(extra...)
+	walkBlocks(blocks, func(s ir.Stmt) {
+		switch s := s.(type) {
+		case *ir.ReturnLocalStmt:
+			see(s.Source)
+		case *ir.CallStmt:
+			op(s.Args...)
+			see(s.Result)
+		case *ir.DotStmt:
+			op(s.Source, s.Key)
+			see(s.Target)
+		case *ir.LenStmt:
+			op(s.Source)
+			see(s.Target)
+		case *ir.ScanStmt:
+			see(s.Source, s.Key, s.Value)
+		case *ir.AssignIntStmt:
+			see(s.Target)
+		case *ir.AssignVarStmt:
+			op(s.Source)
+			see(s.Target)
+		case *ir.AssignVarOnceStmt:
+			op(s.Source)
+			see(s.Target)
+		case *ir.ResetLocalStmt:
+			see(s.Target)
+		case *ir.MakeNullStmt:
+			see(s.Target)
+		case *ir.MakeNumberIntStmt:
+			see(s.Target)
+		case *ir.MakeNumberRefStmt:
+			see(s.Target)
+		case *ir.MakeArrayStmt:
+			see(s.Target)
+		case *ir.MakeObjectStmt:
+			see(s.Target)
+		case *ir.MakeSetStmt:
+			see(s.Target)
+		case *ir.EqualStmt:
+			op(s.A, s.B)
+		case *ir.NotEqualStmt:
+			op(s.A, s.B)
+		case *ir.IsArrayStmt:
+			op(s.Source)
+		case *ir.IsObjectStmt:
+			op(s.Source)
+		case *ir.IsSetStmt:
+			op(s.Source)
+		case *ir.IsDefinedStmt:
+			see(s.Source)
+		case *ir.IsUndefinedStmt:
+			see(s.Source)
+		case *ir.ArrayAppendStmt:
+			op(s.Value)
+			see(s.Array)
+		case *ir.ObjectInsertStmt:
+			op(s.Key, s.Value)
+			see(s.Object)
+		case *ir.ObjectInsertOnceStmt:
+			op(s.Key, s.Value)
+			see(s.Object)
+		case *ir.ObjectMergeStmt:
+			see(s.A, s.B, s.Target)
+		case *ir.SetAddStmt:
+			op(s.Value)
+			see(s.Set)
+		case *ir.WithStmt:
+			op(s.Value)
+			see(s.Local)
+		case *ir.ResultSetAddStmt:
+			see(s.Value)
+		}
+	})
+	return int(n) + 1
+}
+
 // walkBlocks calls f for every statement in blocks, nested ones included.
 func walkBlocks(blocks []*ir.Block, f func(ir.Stmt)) {
 	for _, b := range blocks {
@@ -271,18 +383,19 @@ func (p *Program) Eval(ctx context.Context, input, data ast.Value) ([]ast.Value,
 	e := &evaluation{
 		p:    p,
 		ctx:  ctx,
-		memo: map[string]*ast.Term{},
+		memo: make([]*ast.Term, p.nfuncs),
+		done: make([]bool, p.nfuncs),
 	}
 	e.bctx = topdown.BuiltinContext{Context: ctx, Seed: rand.Reader}
-	locals := newLocals()
+	fl := e.push(p.planSize)
 	if input != nil {
-		locals.set(ir.Input, ast.NewTerm(input))
+		fl[ir.Input] = ast.NewTerm(input)
 	}
 	if data != nil {
-		locals.set(ir.Data, ast.NewTerm(data))
+		fl[ir.Data] = ast.NewTerm(data)
 	}
 	for _, b := range p.plan.Blocks {
-		sig, err := e.block(locals, b)
+		sig, err := e.block(fl, b)
 		if err != nil {
 			return nil, err
 		}

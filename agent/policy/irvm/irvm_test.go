@@ -271,3 +271,102 @@ func TestConstantFunctionComputedOnce(t *testing.T) {
 		}
 	}
 }
+
+// testLazy is a Lazy over an ast value, counting what is made whole.
+type testLazy struct {
+	v     ast.Value
+	whole *int
+}
+
+func lazyTerm(v ast.Value, whole *int) *ast.Term {
+	switch v.(type) {
+	case ast.Object, *ast.Array, ast.Set:
+		return LazyTerm(&testLazy{v: v, whole: whole})
+	}
+	return ast.NewTerm(v)
+}
+
+func (l *testLazy) Member(key *ast.Term) *ast.Term {
+	var t *ast.Term
+	switch c := l.v.(type) {
+	case ast.Object:
+		t = c.Get(key)
+	case *ast.Array:
+		if n, ok := key.Value.(ast.Number); ok {
+			if i, ok := n.Int(); ok && i >= 0 && i < c.Len() {
+				t = c.Elem(i)
+			}
+		}
+	case ast.Set:
+		if c.Contains(key) {
+			t = key
+		}
+	}
+	if t == nil {
+		return nil
+	}
+	return lazyTerm(t.Value, l.whole)
+}
+
+func (l *testLazy) Members(f func(k, v *ast.Term) bool) {
+	switch c := l.v.(type) {
+	case ast.Object:
+		c.Until(func(k, v *ast.Term) bool { return f(k, lazyTerm(v.Value, l.whole)) })
+	case *ast.Array:
+		for i := 0; i < c.Len(); i++ {
+			if f(ast.InternedTerm(i), lazyTerm(c.Elem(i).Value, l.whole)) {
+				return
+			}
+		}
+	case ast.Set:
+		c.Until(func(k *ast.Term) bool { return f(k, k) })
+	}
+}
+
+func (l *testLazy) Len() int {
+	switch c := l.v.(type) {
+	case ast.Object:
+		return c.Len()
+	case *ast.Array:
+		return c.Len()
+	case ast.Set:
+		return c.Len()
+	}
+	return 0
+}
+
+func (l *testLazy) Materialize() ast.Value { *l.whole++; return l.v }
+
+func (l *testLazy) Find(p ast.Ref) (ast.Value, error) { return l.v.Find(p) }
+func (l *testLazy) IsGround() bool                    { return l.v.IsGround() }
+
+// A lazy input gives the same results as the whole one, and a policy that
+// only looks into it never makes it whole.
+func TestLazyInput(t *testing.T) {
+	ctx := context.Background()
+	data := ast.MustParseTerm(`{"pstate": {"name": "web"}, "cfg": {"limit": 1}}`).Value
+	for _, q := range queries {
+		prog, err := Compile(ctx, rego.Query("data.t."+q), rego.Module("t.rego", module),
+			rego.Store(inmem.NewFromObject(map[string]any{"pstate": map[string]any{"name": "web"}, "cfg": map[string]any{"limit": 1}})))
+		if err != nil {
+			t.Fatalf("compile %s: %v", q, err)
+		}
+		for i, raw := range inputs {
+			in := ast.MustParseTerm(raw).Value
+			want, wantErr := irvmValue(ctx, prog, in, data)
+			whole := 0
+			got, gotErr := irvmValue(ctx, prog, lazyTerm(in, &whole).Value, data)
+			if (wantErr != nil) != (gotErr != nil) || !reflect.DeepEqual(want, got) {
+				t.Errorf("%s, input %d: whole %s (%v), lazy %s (%v)", q, i, show(want), wantErr, show(got), gotErr)
+			}
+		}
+	}
+	prog, err := Compile(ctx, rego.Query("data.t.allow"), rego.Module("t.rego", module)) // reads count(input.groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := 0
+	if _, err := prog.Eval(ctx, lazyTerm(ast.MustParseTerm(inputs[0]).Value, &whole).Value, nil); err != nil || whole != 0 {
+		t.Fatalf("allow on a lazy input: %v, %d values made whole, want none", err, whole)
+	}
+}
