@@ -120,7 +120,10 @@ func Generate(ctx context.Context, doc []byte, opts Options) (*Result, error) {
 	}, nil
 }
 
-// Render returns Rules followed by "policy_data := <data>". The data is
+// Render returns Rules followed by "policy_data := <data>", one key (and
+// one container) a line: OPA's planner measures each statement's source
+// text up to its last line, and a single line of the whole data would make
+// planning the rules quadratic in its size. The data is
 // written as a Rego value in which the lists the rules use as sets
 // (env, env_any_value, required_mounts, ro_mounts) are sets, capabilities
 // is an object keyed by its entries (for object.filter)
@@ -168,7 +171,20 @@ func Render(data *PolicyData) (string, error) {
 		out = append(out, ast.NewTerm(nc))
 	}
 	obj.Insert(ast.StringTerm("containers"), ast.ArrayTerm(out...))
-	return Rules + "\npolicy_data := " + obj.String() + "\n", nil
+	var sb strings.Builder
+	sb.WriteString(Rules + "\npolicy_data := {\n")
+	for _, k := range obj.Keys() {
+		v := obj.Get(k)
+		if arr, ok := v.Value.(*ast.Array); ok && arr.Len() > 0 {
+			fmt.Fprintf(&sb, "\t%v: [\n", k)
+			arr.Foreach(func(e *ast.Term) { fmt.Fprintf(&sb, "\t\t%v,\n", e) })
+			sb.WriteString("\t],\n")
+			continue
+		}
+		fmt.Fprintf(&sb, "\t%v: %v,\n", k, v)
+	}
+	sb.WriteString("}\n")
+	return sb.String(), nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
