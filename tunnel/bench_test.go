@@ -30,6 +30,14 @@ import (
 // service on KindAgent streams and a sink on KindNet streams.
 func benchTunnel(b testing.TB) *Session {
 	b.Helper()
+	addr, pki := benchServer(b)
+	return dial(b, addr, pki.client)
+}
+
+// benchServer serves the benchmarks' kinds and returns its address and
+// the PKI of its clients.
+func benchServer(b testing.TB) (string, *testPKI) {
+	b.Helper()
 	pki := newTestPKI(b)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pki.server.Logger, pki.client.Logger = quiet, quiet
@@ -39,7 +47,7 @@ func benchTunnel(b testing.TB) *Session {
 	}
 	srv.Handle(KindNet, func(ctx context.Context, c net.Conn, h Header) { sink(c) })
 	serveTTRPC(b, newEchoTTRPC(b), srv.Listener(KindAgent))
-	return dial(b, serve(b, srv), pki.client)
+	return serve(b, srv), pki
 }
 
 // benchUnix serves the echo ttrpc service on a unix socket.
@@ -226,6 +234,20 @@ func BenchmarkTTRPCEcho1KiBParallel64(b *testing.B) {
 // connection (base) and through one tunnel stream, 1 MiB writes, read with
 // io.Copy-style 32 KiB reads by a sink that acknowledges every phase.
 func BenchmarkThroughput1MiB(b *testing.B) {
+	throughput(b, func(ctx context.Context) (net.Conn, error) { return benchTunnel(b).Open(ctx, KindNet, nil) })
+}
+
+// BenchmarkThroughputDirect1MiB is BenchmarkThroughput1MiB with the bytes
+// on a direct stream (DialStream: a TLS connection of its own, no yamux)
+// instead of a session stream.
+func BenchmarkThroughputDirect1MiB(b *testing.B) {
+	throughput(b, func(ctx context.Context) (net.Conn, error) {
+		addr, pki := benchServer(b)
+		return DialStream(ctx, addr, pki.client, KindNet, nil)
+	})
+}
+
+func throughput(b *testing.B, open func(context.Context) (net.Conn, error)) {
 	const chunk = 1 << 20
 	const phase = 16 // MiB per phase: enough to fill the 16 MiB window
 	buf := bytes.Repeat([]byte{0x5a}, chunk)
@@ -253,7 +275,7 @@ func BenchmarkThroughput1MiB(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer tcp.Close()
-	tun, err := benchTunnel(b).Open(ctx, KindNet, nil)
+	tun, err := open(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
