@@ -75,7 +75,7 @@ func BenchmarkPodNetwork(b *testing.B) {
 
 type figures struct {
 	upGbps, downGbps, rttUs, busyRttUs, cpuPerGbit float64
-	cpuDetail                           string
+	cpuDetail                                      string
 }
 
 // inNodePod runs a command in the node's pod namespace (CNI's).
