@@ -57,6 +57,9 @@ func (l *lazyMessage) Member(key *ast.Term) *ast.Term {
 	return t
 }
 
+// Type is "object".
+func (l *lazyMessage) Type() string { return "object" }
+
 // Members makes the message whole: a policy iterating over a message's
 // fields is rare.
 func (l *lazyMessage) Members(f func(k, v *ast.Term) bool) {
@@ -88,6 +91,9 @@ func (l *lazyList) elem(i int) *ast.Term {
 	}
 	return l.elems[i]
 }
+
+// Type is "array".
+func (l *lazyList) Type() string { return "array" }
 
 // Len is the list's length (count() of it).
 func (l *lazyList) Len() int { return l.list.Len() }

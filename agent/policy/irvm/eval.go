@@ -273,15 +273,15 @@ func (e *evaluation) stmt(l locals, s ir.Stmt) (signal, error) {
 		}
 		l[s.Target] = ast.InternedTerm(n)
 	case *ir.IsArrayStmt:
-		if _, ok := value(e.operand(l, s.Source)).(*ast.Array); !ok {
+		if typeOf(e.raw(l, s.Source)) != "array" {
 			return failed, nil
 		}
 	case *ir.IsObjectStmt:
-		if _, ok := value(e.operand(l, s.Source)).(ast.Object); !ok {
+		if typeOf(e.raw(l, s.Source)) != "object" {
 			return failed, nil
 		}
 	case *ir.IsSetStmt:
-		if _, ok := value(e.operand(l, s.Source)).(ast.Set); !ok {
+		if typeOf(e.raw(l, s.Source)) != "set" {
 			return failed, nil
 		}
 	case *ir.IsDefinedStmt:
@@ -508,6 +508,9 @@ type Lazy interface {
 	Members(f func(key, value *ast.Term) bool)
 	// Materialize returns the whole value (not a lazy one).
 	Materialize() ast.Value
+	// Type is the value's type as ast.TypeName names it: "object",
+	// "array" or "set".
+	Type() string
 }
 
 // A Lazy that also has a Len() int method answers count() without being
@@ -579,6 +582,19 @@ func dot(v, key *ast.Term) *ast.Term {
 		}
 	}
 	return nil
+}
+
+// typeOf is t's type name ("" when undefined), without making a lazy
+// value whole.
+func typeOf(t *ast.Term) string {
+	switch v := value(t).(type) {
+	case nil:
+		return ""
+	case lazyValue:
+		return v.Type()
+	default:
+		return ast.TypeName(v)
+	}
 }
 
 func length(v ast.Value) (int, bool) {

@@ -335,6 +335,8 @@ func (l *testLazy) Len() int {
 	return 0
 }
 
+func (l *testLazy) Type() string { return ast.TypeName(l.v) }
+
 func (l *testLazy) Materialize() ast.Value { *l.whole++; return l.v }
 
 func (l *testLazy) Find(p ast.Ref) (ast.Value, error) { return l.v.Find(p) }
