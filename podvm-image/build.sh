@@ -23,9 +23,10 @@ init_pkg=${PODVM_INIT_PKG:-./cmd/podvm-agent}
 name=${PODVM_NAME:-}
 compress=${PODVM_COMPRESS:-none}
 # Modules: the boot loads only what the network needs before the agent starts
-# (user data comes from fw_cfg through its I/O ports, without a module); the
+# (the NIC is on virtio-mmio in a microvm, on PCI in the pc fallback; user data
+# comes from fw_cfg through its I/O ports, without a module); the
 # "late" set loads in the background; "vxlan" loads on demand (agent/boot).
-modules=virtio_pci,virtio_net
+modules=virtio_mmio,virtio_pci,virtio_net
 late_modules=overlay,veth,bridge,br_netfilter,tun,vsock
 vxlan_modules=vxlan
 : "${SOURCE_DATE_EPOCH:=0}"

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strings"
@@ -25,8 +26,29 @@ const (
 	fwcfgFileNameSize  = 56
 )
 
-// dmiVendor names the machine's maker (QEMU for every QEMU machine type).
-const dmiVendor = "/sys/class/dmi/id/sys_vendor"
+// Where a QEMU machine shows itself: the DMI system vendor ("QEMU", on
+// machines with SMBIOS such as pc and q35), or the OEM ID of the ACPI FADT
+// ("BOCHS ", on every QEMU machine with ACPI, microvm included).
+const (
+	dmiVendor = "/sys/class/dmi/id/sys_vendor"
+	acpiFADT  = "/sys/firmware/acpi/tables/FACP"
+)
+
+func isQEMU(vendorFile, fadtFile string) bool {
+	if b, err := os.ReadFile(vendorFile); err == nil && strings.TrimSpace(string(b)) == "QEMU" {
+		return true
+	}
+	f, err := os.Open(fadtFile)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	hdr := make([]byte, 16) // signature, length, revision, checksum, OEM ID (6 bytes)
+	if _, err := io.ReadFull(f, hdr); err != nil {
+		return false
+	}
+	return string(hdr[0:4]) == "FACP" && string(hdr[10:16]) == "BOCHS "
+}
 
 // MaxFWCfgFile bounds what ReadFWCfgFile reads: user data is a few KiB.
 const MaxFWCfgFile = 1 << 20
@@ -45,9 +67,8 @@ type fwcfgPorts interface {
 // when there is no fw_cfg device.
 func ReadFWCfgFile(name string) (data []byte, found bool, err error) {
 	// Touch the ports only on a QEMU machine: on other hardware 0x510 may be something else.
-	vendor, err := os.ReadFile(dmiVendor)
-	if err != nil || strings.TrimSpace(string(vendor)) != "QEMU" {
-		return nil, false, fmt.Errorf("%w: system vendor is %q, not QEMU", ErrNoFWCfg, strings.TrimSpace(string(vendor)))
+	if !isQEMU(dmiVendor, acpiFADT) {
+		return nil, false, fmt.Errorf("%w: neither the DMI system vendor nor the ACPI tables say QEMU", ErrNoFWCfg)
 	}
 	runtime.LockOSThread() // I/O permissions belong to the thread
 	defer runtime.UnlockOSThread()

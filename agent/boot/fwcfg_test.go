@@ -3,6 +3,8 @@ package boot
 import (
 	"encoding/binary"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -89,5 +91,36 @@ func TestReadFWCfgFileTooBig(t *testing.T) {
 	dev := newFakeFWCfg("QEMU", map[string][]byte{"opt/peerpod/userdata": make([]byte, MaxFWCfgFile+1)})
 	if _, _, err := readFWCfgFile(dev, "opt/peerpod/userdata"); err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Fatalf("err = %v, want a size error", err)
+	}
+}
+
+func TestIsQEMU(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fadt := func(oem string) string { return "FACP\x14\x01\x00\x00\x05\x00" + oem + "BXPC    " }
+	tests := []struct {
+		name         string
+		vendor, fadt string
+		want         bool
+	}{
+		{name: "dmi", vendor: write("v1", "QEMU\n"), fadt: filepath.Join(dir, "none"), want: true},
+		{name: "acpi only (microvm)", vendor: filepath.Join(dir, "none"), fadt: write("f1", fadt("BOCHS ")), want: true},
+		{name: "other vendor", vendor: write("v2", "Dell Inc.\n"), fadt: write("f2", fadt("DELL  ")), want: false},
+		{name: "nothing", vendor: filepath.Join(dir, "none"), fadt: filepath.Join(dir, "none"), want: false},
+		{name: "short table", vendor: filepath.Join(dir, "none"), fadt: write("f3", "FACP"), want: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := isQEMU(tc.vendor, tc.fadt); got != tc.want {
+				t.Fatalf("isQEMU = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 type connTarget struct {
 	dialer socket.Dialer
 	uri    golibvirt.ConnectURI
+	local  bool // libvirtd runs on this host
 }
 
 // parseURI maps a libvirt URI to a dialer: qemu:///system and qemu:///session
@@ -42,7 +43,7 @@ func parseURI(s string) (connTarget, error) {
 		if sock != "" {
 			opts = append(opts, dialers.WithSocket(sock))
 		}
-		return connTarget{dialer: dialers.NewLocal(opts...), uri: uri}, nil
+		return connTarget{dialer: dialers.NewLocal(opts...), uri: uri, local: true}, nil
 	case "qemu+tcp":
 		if u.Host == "" {
 			return bad("qemu+tcp needs a host")

@@ -47,7 +47,7 @@ func validate(t *testing.T, x string) {
 func testSpec() spec {
 	gw := netip.MustParseAddr("10.9.8.1")
 	return spec{
-		Name: "podvm-x-12345678", VirtType: VirtTCG, VCPUs: 1, MemoryMiB: 256,
+		Name: "podvm-x-12345678", VirtType: VirtTCG, VCPUs: 1, MemoryMiB: 256, TSCkHz: 2445404,
 		IP:  netip.MustParseAddr("10.9.8.7"),
 		Net: netAttach{Bridge: "br9", Prefix: netip.PrefixFrom(gw, 24), Gateway: gw},
 		Meta: meta{IP: "10.9.8.7", Created: time.Unix(1700000000, 0).UTC(), UserData: "/d/podvm-x.userdata",
@@ -68,8 +68,9 @@ func TestDomainXML(t *testing.T) {
 			name: "tcg kernel boot",
 			cfg:  kernel,
 			want: []string{`type="qemu"`, `<kernel>/img/vmlinux</kernel>`, `peerpod.ip=10.9.8.7/24`, `peerpod.gw=10.9.8.1`,
-				`extra=1`, `qboot.rom`, `name="opt/peerpod/userdata" file="/d/podvm-x.userdata"`, `<source bridge="br9">`, `mode="maximum"`, `xmlns:peerpod="` + MetadataNS, `<acpi>`},
-			notWant: []string{`launchSecurity`},
+				`extra=1`, `tsc_early_khz=2445404`, `machine="microvm"`, `<address type="virtio-mmio">`, `<controller type="usb" model="none">`,
+				`name="opt/peerpod/userdata" file="/d/podvm-x.userdata"`, `<source bridge="br9">`, `mode="maximum"`, `xmlns:peerpod="` + MetadataNS, `<acpi>`},
+			notWant: []string{`launchSecurity`, `<rng`, `<loader`},
 		},
 		{
 			name: "kvm two vcpus on a libvirt network",
@@ -78,21 +79,29 @@ func TestDomainXML(t *testing.T) {
 				s.VirtType, s.VCPUs = VirtKVM, 2
 				s.Net = netAttach{Network: "default", Prefix: s.Net.Prefix, Gateway: s.Net.Gateway}
 			},
-			want: []string{`type="kvm"`, `<acpi>`, `host-passthrough`, `network="default"`, `<vcpu>2</vcpu>`},
+			want:    []string{`type="kvm"`, `<acpi>`, `host-passthrough`, `network="default"`, `<vcpu>2</vcpu>`, `machine="microvm"`},
+			notWant: []string{`tsc_early_khz`},
+		},
+		{
+			name:    "tcg with a remote libvirtd (TSC frequency unknown)",
+			cfg:     kernel,
+			mod:     func(s *spec) { s.TSCkHz = 0 },
+			want:    []string{`type="qemu"`, `machine="pc"`, `qboot.rom`, `<acpi>`},
+			notWant: []string{`microvm`, `tsc_early_khz`, `virtio-mmio`},
 		},
 		{
 			name:    "uefi disk boot",
 			cfg:     Config{Firmware: "/usr/share/OVMF/OVMF_CODE_4M.fd", Volume: "podvm-base.qcow2"},
 			mod:     func(s *spec) { s.Disk = "/var/lib/libvirt/images/podvm-x-root.qcow2" },
 			want:    []string{`machine="q35"`, `type="pflash"`, `OVMF_CODE_4M.fd`, `podvm-x-root.qcow2`, `bus="virtio"`},
-			notWant: []string{`<kernel>`, `qboot`},
+			notWant: []string{`<kernel>`, `microvm`},
 		},
 		{
 			name: "sev-snp",
 			cfg:  Config{Kernel: "/img/vmlinux", Initrd: "/img/initramfs", Firmware: "/usr/share/ovmf/OVMF.amdsev.fd", LaunchSecurity: LaunchSNP},
 			want: []string{`type="kvm"`, `<launchSecurity type="sev-snp" kernelHashes="yes">`, `<policy>0x`, `machine="q35"`,
 				`stateless="yes"`, `<source type="memfd">`, `iommu="on"`, `<acpi>`},
-			notWant: []string{`qboot`},
+			notWant: []string{`microvm`, `virtio-mmio`},
 		},
 		{
 			name: "tdx",

@@ -29,6 +29,8 @@ type Provider struct {
 	target connTarget
 	att    netAttach
 	pool   pool
+	// tscKHz is the host TSC frequency a TCG microvm guest is told (0: unknown).
+	tscKHz uint64
 
 	mu sync.Mutex // serialises connecting and address allocation
 	l  *golibvirt.Libvirt
@@ -59,6 +61,9 @@ func New(ctx context.Context, cfg *Config) (*Provider, error) {
 		virt = VirtKVM
 	}
 	p := &Provider{cfg: *cfg, virt: virt, target: target}
+	if virt == VirtTCG && target.local {
+		p.tscKHz = hostTSCkHz(50 * time.Millisecond)
+	}
 	p.log = slog.Default().With("provider", "libvirt", "virt", virt)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, provider.Errorf(provider.ErrInvalidConfig, "LIBVIRT_DATA_DIR=%s: %v", cfg.DataDir, err)
@@ -227,7 +232,7 @@ func (p *Provider) define(ctx context.Context, req provider.CreateRequest) (goli
 		m.UserData = udPath
 	}
 	s := spec{
-		Name: req.Name, VirtType: p.virt, IP: ip, Net: p.att, Meta: *m,
+		Name: req.Name, VirtType: p.virt, IP: ip, Net: p.att, Meta: *m, TSCkHz: p.tscKHz,
 		VCPUs: p.cfg.VCPUs, MemoryMiB: p.cfg.MemoryMiB,
 	}
 	if req.Resources.VCPUs > 0 {

@@ -1,0 +1,6 @@
+package libvirt
+
+const haveTSC = true
+
+// rdtsc reads the time-stamp counter.
+func rdtsc() uint64
