@@ -19,7 +19,13 @@ const (
 	KindFake = "fake"
 	KindTDX  = "tdx"
 	KindSNP  = "snp"
+	// KindAzSNPVTPM is SEV-SNP on Azure, where the report reaches the guest
+	// through the paravisor's vTPM and a vTPM quote carries the binding.
+	KindAzSNPVTPM = "az-snp-vtpm"
 )
+
+// kindList names the evidence kinds for error messages.
+const kindList = "fake, tdx, snp or az-snp-vtpm"
 
 // ErrAttestation marks every verification failure, so callers can classify
 // a refused tunnel as an attestation error (errors.Is).
@@ -27,7 +33,7 @@ var ErrAttestation = errors.New("attestation failed")
 
 // Attester runs in the VM.
 type Attester interface {
-	// Kind is "fake", "tdx" or "snp".
+	// Kind is "fake", "tdx", "snp" or "az-snp-vtpm".
 	Kind() string
 	// Certificate makes a fresh ECDSA P-256 key inside the VM and returns a
 	// self-signed TLS certificate carrying evidence whose report data binds
@@ -39,8 +45,9 @@ type Attester interface {
 // tunnel.Config.Verifier.
 type Verifier = tunnel.Verifier
 
-// NewAttester returns the attester of kind ("fake", "tdx", "snp"). The TEE
-// kinds open the guest's attestation device; they fail outside such a guest.
+// NewAttester returns the attester of kind ("fake", "tdx", "snp",
+// "az-snp-vtpm"). The TEE kinds open the guest's attestation device (the
+// vTPM for az-snp-vtpm); they fail outside such a guest.
 func NewAttester(kind string) (Attester, error) {
 	switch kind {
 	case KindFake:
@@ -49,10 +56,12 @@ func NewAttester(kind string) (Attester, error) {
 		return newTDXAttester()
 	case KindSNP:
 		return newSNPAttester()
+	case KindAzSNPVTPM:
+		return newAzVTPMAttester()
 	case "":
-		return nil, errors.New("attest: attester kind is empty (want fake, tdx or snp)")
+		return nil, errors.New("attest: attester kind is empty (want " + kindList + ")")
 	default:
-		return nil, fmt.Errorf("attest: unknown attester kind %q (want fake, tdx or snp)", kind)
+		return nil, fmt.Errorf("attest: unknown attester kind %q (want %s)", kind, kindList)
 	}
 }
 
@@ -64,9 +73,12 @@ type Expectations struct {
 	// TDX holds the TDX measurement checks; nil checks only the quote's
 	// signature chain and report data.
 	TDX *TDXExpectations
-	// SNP holds the SEV-SNP measurement checks; nil checks only the report's
-	// signature chain and report data.
+	// SNP holds the SEV-SNP measurement checks (also of az-snp-vtpm's
+	// report); nil checks only the report's signature chain and report data.
 	SNP *SNPExpectations
+	// VTPM holds expected PCR values for az-snp-vtpm; nil checks the quote
+	// and the initdata PCR only.
+	VTPM *VTPMExpectations
 }
 
 // NewVerifier returns the node-side verifier for evidence of kind. A verifier
@@ -80,9 +92,11 @@ func NewVerifier(kind string, want Expectations) (tunnel.Verifier, error) {
 		return newTDXVerifier(want)
 	case KindSNP:
 		return newSNPVerifier(want)
+	case KindAzSNPVTPM:
+		return newAzVTPMVerifier(want)
 	case "":
-		return nil, errors.New("attest: verifier kind is empty (want fake, tdx or snp)")
+		return nil, errors.New("attest: verifier kind is empty (want " + kindList + ")")
 	default:
-		return nil, fmt.Errorf("attest: unknown verifier kind %q (want fake, tdx or snp)", kind)
+		return nil, fmt.Errorf("attest: unknown verifier kind %q (want %s)", kind, kindList)
 	}
 }

@@ -24,17 +24,21 @@ const maxEvidenceSize = 256 << 10
 
 // Evidence is what the VM's certificate carries.
 type Evidence struct {
-	// Kind is "fake", "tdx" or "snp".
+	// Kind is "fake", "tdx", "snp" or "az-snp-vtpm".
 	Kind string `json:"kind"`
 	// ReportData is ReportDataFor(certificate SPKI, initdata digest), 64 bytes.
 	ReportData []byte `json:"report_data"`
 	// Report is the raw hardware evidence: a TDX quote (v4), an SNP
-	// attestation report (1184 bytes), or for kind "fake" the fake signature
-	// FakeSignature(ReportData).
+	// attestation report (1184 bytes), for az-snp-vtpm the HCL report read
+	// from the vTPM (up to the end of its runtime claims), or for kind
+	// "fake" the fake signature FakeSignature(ReportData).
 	Report []byte `json:"report"`
 	// Certs is, for SNP, the certificate table the host returned with the
 	// extended report (VCEK/VLEK, ASK, ARK), in the GHCB layout; may be empty.
 	Certs []byte `json:"certs,omitempty"`
+	// VTPM is, for az-snp-vtpm only, the vTPM quote whose qualifying data is
+	// QuoteQualifyingData(ReportData).
+	VTPM *VTPMQuote `json:"vtpm,omitempty"`
 }
 
 // ReportDataFor is the report data a VM puts in its evidence:
@@ -76,9 +80,12 @@ func EvidenceOf(cert *x509.Certificate) (*Evidence, error) {
 		return nil, fmt.Errorf("attest: decode evidence extension: %w", err)
 	}
 	switch ev.Kind {
-	case KindFake, KindTDX, KindSNP:
+	case KindFake, KindTDX, KindSNP, KindAzSNPVTPM:
 	default:
-		return nil, fmt.Errorf("attest: evidence kind %q is not one of fake, tdx, snp", ev.Kind)
+		return nil, fmt.Errorf("attest: evidence kind %q is not one of fake, tdx, snp, az-snp-vtpm", ev.Kind)
+	}
+	if (ev.VTPM != nil) != (ev.Kind == KindAzSNPVTPM) {
+		return nil, fmt.Errorf("attest: evidence of kind %q must carry a vtpm quote exactly when it is %s", ev.Kind, KindAzSNPVTPM)
 	}
 	if len(ev.ReportData) != ReportDataSize {
 		return nil, fmt.Errorf("attest: evidence report_data is %d bytes, want %d", len(ev.ReportData), ReportDataSize)

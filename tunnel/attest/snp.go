@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-sev-guest/abi"
 	sevclient "github.com/google/go-sev-guest/client"
+	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	"github.com/google/go-sev-guest/validate"
 	"github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
@@ -89,7 +90,13 @@ func verifySNP(ctx context.Context, ev *Evidence, want Expectations) error {
 	if err != nil {
 		return fmt.Errorf("parse SNP report: %w", err)
 	}
-	exp := want.SNP
+	return checkSNPReport(ctx, att, ev.ReportData, want.SNP, nil)
+}
+
+// checkSNPReport verifies att's report signature up to AMD's root (or the
+// trusted roots in exp) and validates its contents: reportData when non-nil,
+// exp's measurement and host data, the guest policy, and vmpl when non-nil.
+func checkSNPReport(ctx context.Context, att *spb.Attestation, reportData []byte, exp *SNPExpectations, vmpl *int) error {
 	if exp == nil {
 		exp = &SNPExpectations{}
 	}
@@ -102,14 +109,20 @@ func verifySNP(ctx context.Context, ev *Evidence, want Expectations) error {
 	if exp.Getter != nil {
 		vopts.Getter = exp.Getter
 	}
+	// With the endorsement key's certificate at hand there is nothing to
+	// fetch: the ASK and ARK come from the trusted roots, never the chain.
+	if ch := att.GetCertificateChain(); len(ch.GetVcekCert()) != 0 || len(ch.GetVlekCert()) != 0 {
+		vopts.DisableCertFetching = true
+	}
 	if err := verify.SnpAttestationContext(ctx, att, vopts); err != nil {
 		return fmt.Errorf("SNP report signature: %w", err)
 	}
 	if err := validate.SnpAttestation(att, &validate.Options{
-		ReportData:  ev.ReportData,
+		ReportData:  reportData,
 		HostData:    exp.HostData,
 		Measurement: exp.Measurement,
 		GuestPolicy: abi.SnpPolicy{SMT: true, Debug: exp.AllowDebug},
+		VMPL:        vmpl,
 	}); err != nil {
 		return fmt.Errorf("SNP report contents: %w", err)
 	}

@@ -118,9 +118,9 @@ func verifyTDXQuote(ctx context.Context, raw, reportData []byte, exp *TDXExpecta
 		exp = &TDXExpectations{}
 	}
 	vopts := tdxverify.DefaultOptions()
-	vopts.Now = time.Now()
 	if !exp.Now.IsZero() {
-		vopts.Now = exp.Now
+		t := exp.Now
+		vopts.Now = &tdxverify.TimeSet{PckCertChain: t, TcbInfo: t, QeIdentity: t, PckCrl: t, RootCaCrl: t}
 	}
 	vopts.TrustedRoots = exp.TrustedRoots
 	vopts.GetCollateral = exp.GetCollateral
