@@ -72,6 +72,11 @@ func (c *Client) OpenDirect(ctx context.Context, kind Kind, meta map[string]stri
 		return nil, err
 	}
 	dc := conn.(*directClient)
+	dc.onClose = func() {
+		c.mu.Lock()
+		delete(c.direct, dc.directConn)
+		c.mu.Unlock()
+	}
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
 		c.mu.Unlock()
@@ -83,11 +88,6 @@ func (c *Client) OpenDirect(ctx context.Context, kind Kind, meta map[string]stri
 	}
 	c.direct[dc.directConn] = struct{}{}
 	c.mu.Unlock()
-	dc.onClose = func() {
-		c.mu.Lock()
-		delete(c.direct, dc.directConn)
-		c.mu.Unlock()
-	}
 	return dc, nil
 }
 
