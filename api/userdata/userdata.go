@@ -24,6 +24,9 @@ const (
 	AttesterFake = "fake" // clearly fake evidence, for CI and hosts without TEE hardware
 	AttesterTDX  = "tdx"
 	AttesterSNP  = "snp"
+	// AttesterAzSNPVTPM is SEV-SNP on Azure: the report comes through the
+	// paravisor's vTPM and initdata is bound into a vTPM PCR.
+	AttesterAzSNPVTPM = "az-snp-vtpm"
 )
 
 // Config is the agent's boot configuration. It holds nothing secret: user data
@@ -66,9 +69,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("userdata: listen_port %d out of range", c.ListenPort)
 	}
 	switch c.Attester {
-	case AttesterFake, AttesterTDX, AttesterSNP:
+	case AttesterFake, AttesterTDX, AttesterSNP, AttesterAzSNPVTPM:
 	default:
-		return fmt.Errorf("userdata: attester %q is not one of fake, tdx, snp", c.Attester)
+		return fmt.Errorf("userdata: attester %q is not one of fake, tdx, snp, az-snp-vtpm", c.Attester)
 	}
 	return nil
 }

@@ -42,6 +42,21 @@ func TestRoundTripPlainAndGzip(t *testing.T) {
 	}
 }
 
+func TestValidateAttesterKinds(t *testing.T) {
+	for _, kind := range []string{AttesterFake, AttesterTDX, AttesterSNP, AttesterAzSNPVTPM} {
+		c := valid()
+		c.Attester = kind
+		if err := c.Validate(); err != nil {
+			t.Errorf("attester %s: %v", kind, err)
+		}
+	}
+	c := valid()
+	c.Attester = "vtpm"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), AttesterAzSNPVTPM) {
+		t.Errorf("unknown attester error does not list the valid kinds: %v", err)
+	}
+}
+
 func TestValidateNamesField(t *testing.T) {
 	tests := []struct {
 		field string

@@ -67,7 +67,7 @@ type Config struct {
 	VXLANPort int
 	// DisableCVM asks for plain VMs instead of confidential ones (DISABLECVM).
 	DisableCVM bool
-	// Attester is the evidence kind pod VMs must present (ATTESTER: fake, tdx, snp).
+	// Attester is the evidence kind pod VMs must present (ATTESTER: fake, tdx, snp, az-snp-vtpm).
 	Attester string
 	// ClusterID and NodeName identify this node's VMs in tags (CLUSTER_ID, NODE_NAME).
 	ClusterID, NodeName string
@@ -277,20 +277,20 @@ func Load(getenv func(string) string, args []string, decodeInitdata InitdataDeco
 
 	c.Attester = get("ATTESTER")
 	switch c.Attester {
-	case userdata.AttesterFake, userdata.AttesterTDX, userdata.AttesterSNP:
+	case userdata.AttesterFake, userdata.AttesterTDX, userdata.AttesterSNP, userdata.AttesterAzSNPVTPM:
 	case "":
 		if c.Dev {
 			c.Attester = userdata.AttesterFake
 		} else {
-			fail("ATTESTER", "is required (tdx, snp, or fake for test clusters)")
+			fail("ATTESTER", "is required (tdx, snp, az-snp-vtpm, or fake for test clusters)")
 		}
 	default:
-		fail("ATTESTER", "%q is not one of fake, tdx, snp", c.Attester)
+		fail("ATTESTER", "%q is not one of fake, tdx, snp, az-snp-vtpm", c.Attester)
 	}
 	if c.Attester == userdata.AttesterFake {
 		c.Warnings = append(c.Warnings, "ATTESTER=fake: pod VMs are NOT verified by hardware attestation; use only on test clusters")
 	}
-	if c.DisableCVM && (c.Attester == userdata.AttesterTDX || c.Attester == userdata.AttesterSNP) {
+	if c.DisableCVM && (c.Attester == userdata.AttesterTDX || c.Attester == userdata.AttesterSNP || c.Attester == userdata.AttesterAzSNPVTPM) {
 		fail("DISABLECVM", "true conflicts with ATTESTER=%s: a plain VM cannot produce %s evidence", c.Attester, c.Attester)
 	}
 

@@ -58,6 +58,7 @@ func TestErrors(t *testing.T) {
 		{"skip verify", with("TLS_SKIP_VERIFY", "true"), nil, "TLS_SKIP_VERIFY", "refused"},
 		{"bad bool", with("DISABLECVM", "yes please"), nil, "DISABLECVM", "boolean"},
 		{"cvm conflict", with("DISABLECVM", "true"), nil, "DISABLECVM", "conflicts"},
+		{"az cvm conflict", with("DISABLECVM", "true", "ATTESTER", "az-snp-vtpm"), nil, "DISABLECVM", "conflicts"},
 		{"bad tags", with("TAGS", "a=b,c"), nil, "TAGS", "key=value"},
 		{"reserved tag", with("TAGS", "peerpod.io/node=x"), nil, "TAGS", "reserved"},
 		{"half manual tls", with("CERT_FILE", "/x.crt"), nil, "CACERT_FILE", "together"},
@@ -83,6 +84,19 @@ func TestErrors(t *testing.T) {
 				t.Fatalf("error %q lacks %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestAttesterKinds(t *testing.T) {
+	for _, kind := range []string{"fake", "tdx", "snp", "az-snp-vtpm"} {
+		c, err := Load(env(with("ATTESTER", kind)), nil, nil)
+		if err != nil || c.Attester != kind {
+			t.Errorf("ATTESTER=%s: %v", kind, err)
+		}
+	}
+	_, err := Load(env(with("ATTESTER", "vtpm")), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "az-snp-vtpm") {
+		t.Errorf("unknown ATTESTER error does not list the valid kinds: %v", err)
 	}
 }
 

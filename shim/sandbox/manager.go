@@ -53,7 +53,7 @@ type Options struct {
 	Credentials Credentials
 	// PodsDir holds the agent sockets (PODS_DIR).
 	PodsDir string
-	// Attester is the evidence kind VMs must present (fake, tdx, snp).
+	// Attester is the evidence kind VMs must present (fake, tdx, snp, az-snp-vtpm).
 	Attester string
 	// DefaultInitdata is the initdata TOML used when a pod has none (INITDATA).
 	DefaultInitdata string
@@ -141,9 +141,9 @@ func New(opts Options) (*Manager, error) {
 		return nil, errors.New("sandbox: node name is empty")
 	}
 	switch opts.Attester {
-	case userdata.AttesterFake, userdata.AttesterTDX, userdata.AttesterSNP:
+	case userdata.AttesterFake, userdata.AttesterTDX, userdata.AttesterSNP, userdata.AttesterAzSNPVTPM:
 	default:
-		return nil, fmt.Errorf("sandbox: attester %q is not fake, tdx or snp", opts.Attester)
+		return nil, fmt.Errorf("sandbox: attester %q is not fake, tdx, snp or az-snp-vtpm", opts.Attester)
 	}
 	if opts.ProxyTimeout <= 0 {
 		opts.ProxyTimeout = 5 * time.Minute
