@@ -58,6 +58,20 @@ func BenchmarkVerifyEvidence(b *testing.B) {
 			}
 		})
 	})
+	b.Run("az-snp-vtpm", func(b *testing.B) {
+		qp := newFakeSNP(b)
+		cert, err := newSimVTPM(b, qp).attester(b).Certificate(ctx, digest)
+		if err != nil {
+			b.Fatal(err)
+		}
+		v, _ := NewVerifier(KindAzSNPVTPM, Expectations{InitdataDigest: digest, SNP: &SNPExpectations{TrustedRoots: qp.roots()}})
+		st := tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf}}
+		p50(b, func() {
+			if err := v.VerifyPeer(ctx, st); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
 	b.Run("tdx", func(b *testing.B) {
 		// The recorded quote cannot carry a fresh key's binding, so this
 		// measures the quote verification and validation step alone.
