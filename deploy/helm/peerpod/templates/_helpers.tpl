@@ -22,8 +22,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not (has .Values.provider (list "azure" "aws" "libvirt")) }}
 {{- fail (printf "provider: %q is not azure, aws or libvirt" .Values.provider) }}
 {{- end }}
-{{- if not (has .Values.attester (list "tdx" "snp" "fake")) }}
-{{- fail (printf "attester: %q is not tdx, snp or fake" .Values.attester) }}
+{{- if not (has .Values.attester (list "tdx" "snp" "az-snp-vtpm" "fake")) }}
+{{- fail (printf "attester: %q is not tdx, snp, az-snp-vtpm or fake" .Values.attester) }}
 {{- end }}
 {{- if not (has .Values.webhook.certs (list "self" "cert-manager")) }}
 {{- fail (printf "webhook.certs: %q is not self or cert-manager" .Values.webhook.certs) }}
