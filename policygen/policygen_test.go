@@ -456,3 +456,39 @@ func TestRuntimeEnvRegex(t *testing.T) {
 		t.Error("env_lines_regex does not check every line")
 	}
 }
+
+// BenchmarkRuntimeEnvRegex compares env_lines_regex with the same forms
+// written as separate alternatives (each repeating the name pattern), on
+// the runtime lines of a pod with one service.
+func BenchmarkRuntimeEnvRegex(b *testing.B) {
+	separate := regexp.MustCompile("^(?:(?:" + strings.Join([]string{
+		`HOSTNAME=[A-Za-z0-9.-]+`,
+		`TERM=xterm`,
+		`[A-Z0-9_]+_SERVICE_HOST=[0-9a-fA-F.:]+`,
+		`[A-Z0-9_]+_SERVICE_PORT(?:_[A-Z0-9_]+)?=[0-9]+`,
+		`[A-Z0-9_]+_PORT=(?:tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+`,
+		`[A-Z0-9_]+_PORT_[0-9]+_(?:TCP|UDP|SCTP)=(?:tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+`,
+		`[A-Z0-9_]+_PORT_[0-9]+_(?:TCP|UDP|SCTP)_PROTO=(?:tcp|udp|sctp)`,
+		`[A-Z0-9_]+_PORT_[0-9]+_(?:TCP|UDP|SCTP)_PORT=[0-9]+`,
+		`[A-Z0-9_]+_PORT_[0-9]+_(?:TCP|UDP|SCTP)_ADDR=[0-9a-fA-F.:]+`,
+	}, "|") + ")\n)*$")
+	shared := regexp.MustCompile(defaultCommon().EnvLinesRegex)
+	lines := "HOSTNAME=web\nKUBERNETES_SERVICE_HOST=10.96.0.1\nKUBERNETES_SERVICE_PORT=443\n" +
+		"KUBERNETES_PORT=tcp://10.96.0.1:443\nKUBERNETES_PORT_443_TCP=tcp://10.96.0.1:443\n" +
+		"KUBERNETES_PORT_443_TCP_PROTO=tcp\nKUBERNETES_PORT_443_TCP_PORT=443\nKUBERNETES_PORT_443_TCP_ADDR=10.96.0.1\n"
+	for _, re := range []*regexp.Regexp{separate, shared} {
+		if !re.MatchString(lines) {
+			b.Fatalf("%s does not match the lines", re)
+		}
+	}
+	b.Run("separate", func(b *testing.B) {
+		for range b.N {
+			separate.MatchString(lines)
+		}
+	})
+	b.Run("shared-prefix", func(b *testing.B) {
+		for range b.N {
+			shared.MatchString(lines)
+		}
+	})
+}
