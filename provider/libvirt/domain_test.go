@@ -69,7 +69,8 @@ func TestDomainXML(t *testing.T) {
 			cfg:  kernel,
 			want: []string{`type="qemu"`, `<kernel>/img/vmlinux</kernel>`, `peerpod.ip=10.9.8.7/24`, `peerpod.gw=10.9.8.1`,
 				`extra=1`, `tsc_early_khz=2445404`, `machine="microvm"`, `<address type="virtio-mmio">`, `<controller type="usb" model="none">`,
-				`name="opt/peerpod/userdata" file="/d/podvm-x.userdata"`, `<source bridge="br9">`, `mode="maximum"`, `xmlns:peerpod="` + MetadataNS, `<acpi>`},
+				`name="opt/peerpod/userdata" file="/d/podvm-x.userdata"`, `<source bridge="br9">`, `mode="maximum"`, `<feature policy="disable" name="erms">`, `<feature policy="disable" name="fsrm">`,
+				`xmlns:peerpod="` + MetadataNS, `<acpi>`},
 			notWant: []string{`launchSecurity`, `<rng`, `<loader`},
 		},
 		{
@@ -80,7 +81,7 @@ func TestDomainXML(t *testing.T) {
 				s.Net = netAttach{Network: "default", Prefix: s.Net.Prefix, Gateway: s.Net.Gateway}
 			},
 			want:    []string{`type="kvm"`, `<acpi>`, `host-passthrough`, `network="default"`, `<vcpu>2</vcpu>`, `machine="microvm"`},
-			notWant: []string{`tsc_early_khz`},
+			notWant: []string{`tsc_early_khz`, `erms`},
 		},
 		{
 			name:    "tcg with a remote libvirtd (TSC frequency unknown)",
