@@ -23,10 +23,12 @@ init_pkg=${PODVM_INIT_PKG:-./cmd/podvm-agent}
 name=${PODVM_NAME:-}
 compress=${PODVM_COMPRESS:-none}
 # Modules: the boot loads only what the network needs before the agent starts
-# (the NIC is on virtio-mmio in a microvm, on PCI in the pc fallback; user data
-# comes from fw_cfg through its I/O ports, without a module); the
-# "late" set loads in the background; "vxlan" loads on demand (agent/boot).
-modules=virtio_mmio,virtio_pci,virtio_net
+# (the NIC is on virtio-mmio in a microvm; user data comes from fw_cfg through
+# its I/O ports, without a module); the "pci" set only on a machine with a PCI
+# bus (the pc fallback); the "late" set loads in the background; "vxlan" loads
+# on demand (agent/boot).
+modules=virtio_mmio,virtio_net
+pci_modules=virtio_pci
 late_modules=overlay,veth,bridge,br_netfilter,tun,vsock
 vxlan_modules=vxlan
 : "${SOURCE_DATE_EPOCH:=0}"
@@ -83,14 +85,14 @@ printf '{"ociVersion":"1.0.2","process":{"args":["/pause"],"cwd":"/","env":["PAT
 # 3. The initramfs, keyed by the hash of everything that goes in.
 key=$( { sha256sum "$kdir/vmlinux" "$out/bin/$initname" "$out/bin/pause" "$out/bin/pause-config.json" \
           "$runc" "$ca" podvm-image/initramfs/*.go podvm-image/cmd/mkinitramfs/*.go "$0" | cut -d' ' -f1;
-         echo "$modules $late_modules $vxlan_modules $compress $SOURCE_DATE_EPOCH $initname"; } | sha256sum | cut -c1-16)
+         echo "$modules $pci_modules $late_modules $vxlan_modules $compress $SOURCE_DATE_EPOCH $initname"; } | sha256sum | cut -c1-16)
 dir=$out/$key
 if [ ! -f "$dir/initramfs" ]; then
   mkdir -p "$dir.tmp"
   "$out/bin/mkinitramfs" -o "$dir.tmp/initramfs.cpio" \
     -init "$out/bin/$initname" \
     -kmod-tree "$kdir/modules" -modules "$modules" \
-    -module-set late="$late_modules" -module-set vxlan="$vxlan_modules" \
+    -module-set pci="$pci_modules" -module-set late="$late_modules" -module-set vxlan="$vxlan_modules" \
     -binary /usr/sbin/runc="$runc" \
     -binary /pause_bundle/rootfs/pause="$out/bin/pause" \
     -file /pause_bundle/config.json="$out/bin/pause-config.json" \

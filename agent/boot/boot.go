@@ -42,6 +42,9 @@ const (
 	// network is up (overlay, veth, bridge, ...): nothing on the way to the
 	// agent's first answer needs it.
 	LateModules = "late"
+	// PCIModules is the module set Setup loads before the network only when
+	// the machine has a PCI bus (virtio_pci).
+	PCIModules = "pci"
 )
 
 func (c *Config) defaults() {
@@ -114,6 +117,14 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if hasPCI("/sys/bus/pci/devices") {
+		// The NIC is a virtio PCI device (pc machine) rather than virtio-mmio (microvm).
+		m, err := LoadModuleSet(cfg.ModulesDir, PCIModules)
+		if err != nil {
+			return nil, err
+		}
+		n += m
+	}
 	log.Info("boot: modules loaded", "count", n, "elapsed", time.Since(start), "uptime", Uptime())
 	nc, err := ParseCmdline(string(raw))
 	if err != nil {
@@ -153,6 +164,12 @@ func (r *Result) loadLate(cfg Config) {
 		return
 	}
 	cfg.Logger.Info("boot: late modules loaded", "count", n, "elapsed", time.Since(start), "uptime", Uptime())
+}
+
+// hasPCI reports whether the machine has PCI devices (dir is /sys/bus/pci/devices).
+func hasPCI(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	return err == nil && len(ents) > 0
 }
 
 // saveFWCfgUserData copies the fw_cfg user data file to cfg.UserDataFile

@@ -124,3 +124,16 @@ func TestIsQEMU(t *testing.T) {
 		})
 	}
 }
+
+func TestHasPCI(t *testing.T) {
+	dir := t.TempDir()
+	if hasPCI(dir) || hasPCI(filepath.Join(dir, "absent")) {
+		t.Fatal("hasPCI true for an empty or absent directory")
+	}
+	if err := os.Symlink("../../../devices/pci0000:00/0000:00:02.0", filepath.Join(dir, "0000:00:02.0")); err != nil {
+		t.Fatal(err)
+	}
+	if !hasPCI(dir) {
+		t.Fatal("hasPCI false with a device")
+	}
+}
