@@ -83,10 +83,9 @@ func run() error {
 		return err
 	}
 	log.Info("user data loaded", "source", src, "sandbox", cfg.SandboxID, "attester", cfg.Attester)
-	tlsCfg, in, err := daemon.ServerTLS(ctx, cfg)
-	if err != nil {
-		return err
-	}
+	// Listen before the slower set-up below: a connection peerpodd makes
+	// meanwhile waits in the backlog instead of being refused and retried
+	// after a pause.
 	addr := *listen
 	if addr == "" {
 		addr = ":" + strconv.Itoa(cfg.Port())
@@ -94,6 +93,11 @@ func run() error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	tlsCfg, in, err := daemon.ServerTLS(ctx, cfg)
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	opts := daemon.Options{Listener: ln, TLS: tlsCfg, KataAgentSocket: *kataSock, Logger: log}
 	if *podNetNS == "" {
