@@ -131,11 +131,12 @@ func run() error {
 	if *allowAll {
 		log.Warn("!!! --dev-allow-all-policy: EVERY agent request is served whatever the policy says; never use this in production !!!")
 	}
-	pol, err := policy.New(ctx, policyText, policy.Options{AllowAll: *allowAll, Logger: log})
-	if err != nil {
-		return fmt.Errorf("initdata policy: %w", err)
-	}
-	auth := &readyAuthorizer{Engine: pol, ready: ready}
+	// The initdata policy compiles (a few hundred milliseconds under TCG)
+	// while the agent already answers health checks; every agent request
+	// waits for it, so nothing is served without the policy.
+	auth := newReadyAuthorizer(ready, func() (*policy.Engine, error) {
+		return policy.New(ctx, policyText, policy.Options{AllowAll: *allowAll, Logger: log})
+	})
 	sb, err := sandbox.New(sandbox.Config{
 		StateDir: *stateDir, KataRoot: *kataRoot, PauseBundle: *pauseBundle, Runc: *runcPath,
 		CgroupParent: *cgroupParent, SetHostname: *setHostname, NetNS: pn.NetNS, ReapOrphans: true, Logger: log,
@@ -164,18 +165,59 @@ func run() error {
 }
 
 // readyAuthorizer holds every agent request until the VM is fully set up
-// (kernel modules loaded), then asks the policy engine. Health checks are
-// another service and pass at once, so the VM reports ready while the last
-// modules load. SetPolicy and the rest of the engine are used as they are.
+// (kernel modules loaded) and the policy engine is built, then asks the
+// engine. Health checks are another service and pass at once, so the VM
+// reports ready while the last modules load and the policy compiles. A
+// policy that does not compile fails every request with its error.
 type readyAuthorizer struct {
-	*policy.Engine
-	ready func(context.Context) error
+	ready  func(context.Context) error
+	built  chan struct{}
+	engine *policy.Engine
+	err    error
 }
 
-// Authorize waits for the VM's set-up, then applies the policy.
-func (a *readyAuthorizer) Authorize(ctx context.Context, method string, req proto.Message) error {
+func newReadyAuthorizer(ready func(context.Context) error, build func() (*policy.Engine, error)) *readyAuthorizer {
+	a := &readyAuthorizer{ready: ready, built: make(chan struct{})}
+	go func() {
+		defer close(a.built)
+		a.engine, a.err = build()
+		if a.err != nil {
+			slog.Error("initdata policy", "err", a.err)
+		}
+	}()
+	return a
+}
+
+// policy waits for the VM's set-up and the engine.
+func (a *readyAuthorizer) policy(ctx context.Context) (*policy.Engine, error) {
 	if err := a.ready(ctx); err != nil {
-		return fmt.Errorf("%s: pod VM not set up: %w", method, err)
+		return nil, fmt.Errorf("pod VM not set up: %w", err)
 	}
-	return a.Engine.Authorize(ctx, method, req)
+	select {
+	case <-a.built:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for the initdata policy: %w", ctx.Err())
+	}
+	if a.err != nil {
+		return nil, fmt.Errorf("initdata policy: %w", a.err)
+	}
+	return a.engine, nil
+}
+
+// Authorize waits for the VM's set-up and the policy engine, then applies the policy.
+func (a *readyAuthorizer) Authorize(ctx context.Context, method string, req proto.Message) error {
+	e, err := a.policy(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", method, err)
+	}
+	return e.Authorize(ctx, method, req)
+}
+
+// SetPolicy hands a SetPolicy request's policy to the engine.
+func (a *readyAuthorizer) SetPolicy(ctx context.Context, rego string) error {
+	e, err := a.policy(ctx)
+	if err != nil {
+		return err
+	}
+	return e.SetPolicy(ctx, rego)
 }
