@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	pb "github.com/peerpod/peerpod/api/agent"
 	"github.com/peerpod/peerpod/agent/policy"
+	pb "github.com/peerpod/peerpod/api/agent"
 )
 
 // TestReadyAuthorizer: agent requests wait for the VM's set-up and the policy
