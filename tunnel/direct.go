@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -50,7 +49,7 @@ func DialStream(ctx context.Context, addr string, cfg Config, kind Kind, meta ma
 		return nil, fmt.Errorf("tunnel: send %q stream header to %s: %w", kind, addr, err)
 	}
 	cfg.Logger.Debug("tunnel direct stream open", "peer", addr, "kind", kind)
-	return &directClient{directConn: c}, nil
+	return &directClient{directConn: c, status: statusGate{kind: kind}}, nil
 }
 
 // OpenDirect opens a stream of kind on a connection of its own to the
@@ -258,56 +257,15 @@ func (c *directConn) CloseWrite() error {
 // *RefusedError.
 type directClient struct {
 	*directConn
-
-	readMu   sync.Mutex
-	statusOK bool
-	err      error
+	status statusGate
 }
 
 func (c *directClient) Read(b []byte) (int, error) {
-	c.readMu.Lock()
-	defer c.readMu.Unlock()
-	if c.err != nil {
-		return 0, c.err
-	}
-	if !c.statusOK {
-		if err := c.readStatus(); err != nil {
-			return 0, err
-		}
-	}
-	return c.Conn.Read(b)
-}
-
-// readStatus reads the status; a refusal or a connection that ends before
-// its status is remembered and returned by every later Read.
-func (c *directClient) readStatus() error {
-	var s [2]byte
-	if _, err := io.ReadFull(c.Conn, s[:1]); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			c.err = fmt.Errorf("tunnel: %q stream ended before the peer accepted it: %w", c.kind, io.ErrUnexpectedEOF)
-			return c.err
-		}
+	// A timeout is not remembered: the caller may retry it.
+	return c.status.read(c.Conn, c, b, func(err error) bool {
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return err // the caller may retry a timeout
-		}
-		c.err = fmt.Errorf("tunnel: %q stream: %w", c.kind, err)
-		return c.err
-	}
-	if s[0] == statusAccepted {
-		c.statusOK = true
-		return nil
-	}
-	refused := &RefusedError{Kind: c.kind, Code: s[0]}
-	if _, err := io.ReadFull(c.Conn, s[1:]); err == nil {
-		reason := make([]byte, s[1])
-		if _, err := io.ReadFull(c.Conn, reason); err == nil {
-			refused.Reason = string(reason)
-		}
-	}
-	c.err = refused
-	_ = c.Close()
-	return c.err
+		return !errors.As(err, &ne) || !ne.Timeout()
+	})
 }
 
 // directServer is a direct stream on the serving side.

@@ -32,7 +32,7 @@ func rawStream(t *testing.T, s *Session) *yamux.Stream {
 func readRefusal(t *testing.T, s *Session, st *yamux.Stream) *RefusedError {
 	t.Helper()
 	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
-	c := &clientConn{stream: stream{st, s, s.streams.attach(st)}, kind: "raw"}
+	c := &clientConn{stream: stream{st, s, s.streams.attach(st)}, status: statusGate{kind: "raw"}}
 	_, err := c.Read(make([]byte, 1))
 	var re *RefusedError
 	if !errors.As(err, &re) {

@@ -129,7 +129,7 @@ func (s *Session) Open(ctx context.Context, kind Kind, meta map[string]string) (
 		_ = str.Close()
 		return nil, fmt.Errorf("tunnel: send %q stream header to %s: %w", kind, s.conn.RemoteAddr(), s.explain(err))
 	}
-	return &clientConn{stream: str, kind: kind}, nil
+	return &clientConn{stream: str, status: statusGate{kind: kind}}, nil
 }
 
 // openStream opens a yamux stream, giving up when ctx ends. yamux blocks an

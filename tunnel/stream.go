@@ -289,52 +289,69 @@ func (s stream) Close() error {
 // serving side's status and turns a refusal into a *RefusedError.
 type clientConn struct {
 	stream
-	kind Kind
-
-	readMu   sync.Mutex
-	statusOK bool
-	err      error
+	status statusGate
 }
 
 func (c *clientConn) Read(b []byte) (int, error) {
-	c.readMu.Lock()
-	defer c.readMu.Unlock()
-	if c.err != nil {
-		return 0, c.err
+	// A yamux read error other than the end is a deadline or a reset: not
+	// remembered, the caller may retry a timeout.
+	return c.status.read(c.stream, c.stream, b, func(error) bool { return false })
+}
+
+// statusGate reads, before the first byte of a stream on the opening side,
+// the serving side's status (see SPEC.md). A refusal, or an end before the
+// status, is remembered and returned by every later Read.
+type statusGate struct {
+	kind     Kind
+	mu       sync.Mutex
+	accepted bool
+	err      error
+}
+
+// read reads into b from r once the status has been read from r; a
+// refusal closes c. keep says whether a read error other than the end is
+// remembered (else the caller may retry the read).
+func (g *statusGate) read(r io.Reader, c io.Closer, b []byte, keep func(error) bool) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err != nil {
+		return 0, g.err
 	}
-	if !c.statusOK {
-		if err := c.readStatus(); err != nil {
+	if !g.accepted {
+		if err := g.readStatus(r, c, keep); err != nil {
 			return 0, err
 		}
 	}
-	return c.stream.Read(b)
+	return r.Read(b)
 }
 
-// readStatus reads the status; a refusal or a stream that ends before its
-// status is remembered and returned by every later Read.
-func (c *clientConn) readStatus() error {
+func (g *statusGate) readStatus(r io.Reader, c io.Closer, keep func(error) bool) error {
 	var s [2]byte
-	if _, err := io.ReadFull(c.stream, s[:1]); err != nil {
-		if errors.Is(err, io.EOF) {
-			c.err = fmt.Errorf("tunnel: %q stream ended before the peer accepted it: %w", c.kind, io.ErrUnexpectedEOF)
-			return c.err
+	if _, err := io.ReadFull(r, s[:1]); err != nil {
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			g.err = fmt.Errorf("tunnel: %q stream ended before the peer accepted it: %w", g.kind, io.ErrUnexpectedEOF)
+		case keep(err):
+			g.err = fmt.Errorf("tunnel: %q stream: %w", g.kind, err)
+		default:
+			return err
 		}
-		return err // a deadline or a reset; not remembered, the caller may retry a timeout
+		return g.err
 	}
 	if s[0] == statusAccepted {
-		c.statusOK = true
+		g.accepted = true
 		return nil
 	}
-	refused := &RefusedError{Kind: c.kind, Code: s[0]}
-	if _, err := io.ReadFull(c.stream, s[1:]); err == nil {
+	refused := &RefusedError{Kind: g.kind, Code: s[0]}
+	if _, err := io.ReadFull(r, s[1:]); err == nil {
 		reason := make([]byte, s[1])
-		if _, err := io.ReadFull(c.stream, reason); err == nil {
+		if _, err := io.ReadFull(r, reason); err == nil {
 			refused.Reason = string(reason)
 		}
 	}
-	c.err = refused
-	_ = c.stream.Close()
-	return c.err
+	g.err = refused
+	_ = c.Close()
+	return g.err
 }
 
 // CloseWrite closes the sending side; reads go on until the peer closes.
