@@ -87,6 +87,21 @@ func verifyCert(t *testing.T, kind string, want Expectations, cert tls.Certifica
 	return v.VerifyPeer(context.Background(), tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf}})
 }
 
+// checkVerify fails the test unless err is nil (wantErr "") or an error
+// containing wantErr.
+func checkVerify(t *testing.T, err error, wantErr string) {
+	t.Helper()
+	if wantErr == "" {
+		if err != nil {
+			t.Fatalf("VerifyPeer: %v", err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), wantErr) {
+		t.Fatalf("VerifyPeer = %v, want error containing %q", err, wantErr)
+	}
+}
+
 func TestSNPVerify(t *testing.T) {
 	ctx := context.Background()
 	digest := digestOf("initdata-a")
@@ -158,16 +173,7 @@ func TestSNPVerify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := verifyCert(t, KindSNP, tt.want, tt.cert)
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("VerifyPeer: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("VerifyPeer = %v, want error containing %q", err, tt.wantErr)
-			}
+			checkVerify(t, verifyCert(t, KindSNP, tt.want, tt.cert), tt.wantErr)
 		})
 	}
 }
