@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,12 @@ import (
 // host cannot run libvirt guests (not root, or libvirtd not installed).
 func setup(t *testing.T) (*harness.Env, *kataclient.Client) {
 	t.Helper()
+	return setupWith(t, harness.Options{})
+}
+
+// setupWith is setup with harness options (the peerpodd environment, say).
+func setupWith(t *testing.T, opts harness.Options) (*harness.Env, *kataclient.Client) {
+	t.Helper()
 	if os.Getenv("PEERPOD_E2E") == "" {
 		t.Skip("end-to-end pod VM test: runs under make e2e (PEERPOD_E2E=1)")
 	}
@@ -29,11 +36,17 @@ func setup(t *testing.T) (*harness.Env, *kataclient.Client) {
 	if _, err := os.Stat("/usr/sbin/libvirtd"); err != nil {
 		t.Skip("libvirtd not installed (scripts/install-deps.sh installs it)")
 	}
+	for _, b := range []string{"ip", "ping"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("needs %s (scripts/install-deps.sh installs it)", b)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	env, err := harness.Setup(ctx, harness.Options{Step: func(name string, took time.Duration) {
-		t.Logf("setup: %s (%s)", name, took.Round(time.Millisecond))
-	}})
+	if opts.Step == nil {
+		opts.Step = func(name string, took time.Duration) { t.Logf("setup: %s (%s)", name, took.Round(time.Millisecond)) }
+	}
+	env, err := harness.Setup(ctx, opts)
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -107,47 +106,6 @@ func testPodNetwork(t *testing.T, mode string) {
 		t.Fatalf("device %s left in the host namespace", podnet.DeviceName(sb.ID))
 	}
 	assertClean(ctx, t, env)
-}
-
-// setupWith is setup with harness options.
-func setupWith(t *testing.T, opts harness.Options) (*harness.Env, *kataclient.Client) {
-	t.Helper()
-	if os.Getenv("PEERPOD_E2E") == "" {
-		t.Skip("end-to-end pod VM test: runs under make e2e (PEERPOD_E2E=1)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("e2e needs root")
-	}
-	if _, err := os.Stat("/usr/sbin/libvirtd"); err != nil {
-		t.Skip("libvirtd not installed (scripts/install-deps.sh installs it)")
-	}
-	for _, b := range []string{"ip", "ping"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("needs %s (scripts/install-deps.sh installs it)", b)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	opts.Step = func(name string, took time.Duration) { t.Logf("setup: %s (%s)", name, took.Round(time.Millisecond)) }
-	env, err := harness.Setup(ctx, opts)
-	if err != nil {
-		t.Fatalf("setup: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			logTail(t, env)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if err := env.Close(ctx); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-	})
-	c, err := kataclient.New(kataclient.Config{HypervisorSocket: env.Socket, VMStartTimeout: 5 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return env, c
 }
 
 // cni is the namespaces a bridge CNI plugin would leave: the cluster's
