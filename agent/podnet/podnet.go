@@ -103,6 +103,10 @@ func (m *Manager) Handle(ctx context.Context, conn net.Conn, _ tunnel.Header) {
 	}
 	m.mu.Lock()
 	old, pump := m.cur, m.pump
+	if pump == nil { // the manager closed since the config was accepted
+		m.mu.Unlock()
+		return
+	}
 	m.cur = conn
 	m.mu.Unlock()
 	if old != nil {
