@@ -20,6 +20,7 @@ import (
 	"github.com/peerpod/peerpod/podnet"
 	"github.com/peerpod/peerpod/test/e2e/harness"
 	"github.com/peerpod/peerpod/test/kataclient"
+	"github.com/peerpod/peerpod/test/netnsstate"
 )
 
 // The CNI-like pod network of TestPodNetwork: a "cluster" namespace whose
@@ -150,23 +151,11 @@ func newCNI(t *testing.T) *cni {
 // state is what CNI left in the pod namespace, as text.
 func (n *cni) state(t *testing.T) string {
 	t.Helper()
-	var b strings.Builder
-	for _, c := range [][]string{
-		{"ip", "-n", n.pod, "-br", "link"},
-		{"ip", "-n", n.pod, "-br", "addr"},
-		{"ip", "-n", n.pod, "route", "show", "table", "all"},
-		{"ip", "-n", n.pod, "neigh", "show", "nud", "permanent"},
-		{"ip", "-n", n.pod, "rule"},
-		{"tc", "-n", n.pod, "qdisc", "show"},
-		{"tc", "-n", n.pod, "filter", "show", "dev", "eth0", "ingress"},
-	} {
-		out, err := exec.Command(c[0], c[1:]...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
-		}
-		fmt.Fprintf(&b, "$ %s\n%s", strings.Join(c, " "), out)
+	st, err := netnsstate.Of(n.pod, "eth0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return b.String()
+	return st
 }
 
 // in runs fn on a thread of its own in the cluster namespace; sockets fn

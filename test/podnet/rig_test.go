@@ -20,6 +20,7 @@ import (
 	"github.com/peerpod/peerpod/shim/config"
 	"github.com/peerpod/peerpod/shim/daemon"
 	"github.com/peerpod/peerpod/test/kataclient"
+	"github.com/peerpod/peerpod/test/netnsstate"
 	"github.com/peerpod/peerpod/test/procprovider"
 )
 
@@ -337,20 +338,12 @@ func output(ctx context.Context, cmd *exec.Cmd) (string, error) {
 
 // podState is what CNI left in the pod namespace, as text.
 func (r *rig) podState() string {
-	t := r.t
-	var b strings.Builder
-	for _, c := range [][]string{
-		{"ip", "-n", r.pod, "-br", "link"},
-		{"ip", "-n", r.pod, "-br", "addr"},
-		{"ip", "-n", r.pod, "route", "show", "table", "all"},
-		{"ip", "-n", r.pod, "neigh", "show", "nud", "permanent"},
-		{"ip", "-n", r.pod, "rule"},
-		{"tc", "-n", r.pod, "qdisc", "show"},
-		{"tc", "-n", r.pod, "filter", "show", "dev", "eth0", "ingress"},
-	} {
-		fmt.Fprintf(&b, "$ %s\n%s", strings.Join(c, " "), run(t, c[0], c[1:]...))
+	r.t.Helper()
+	st, err := netnsstate.Of(r.pod, "eth0")
+	if err != nil {
+		r.t.Fatal(err)
 	}
-	return b.String()
+	return st
 }
 
 // hostLeftover says whether the sandbox's device is in this namespace.
