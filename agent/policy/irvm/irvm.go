@@ -223,137 +223,106 @@ func isRoot(l ir.Local) bool { return l == ir.Input || l == ir.Data }
 
 // stmtReadsRoot reports whether s reads the input or data local.
 func stmtReadsRoot(s ir.Stmt) bool {
-	switch s := s.(type) {
-	case *ir.DotStmt:
-		return readsRoot(s.Source) || readsRoot(s.Key)
-	case *ir.LenStmt:
-		return readsRoot(s.Source)
-	case *ir.ScanStmt:
-		return isRoot(s.Source)
-	case *ir.AssignVarStmt:
-		return readsRoot(s.Source)
-	case *ir.AssignVarOnceStmt:
-		return readsRoot(s.Source)
-	case *ir.EqualStmt:
-		return readsRoot(s.A) || readsRoot(s.B)
-	case *ir.NotEqualStmt:
-		return readsRoot(s.A) || readsRoot(s.B)
-	case *ir.IsArrayStmt:
-		return readsRoot(s.Source)
-	case *ir.IsObjectStmt:
-		return readsRoot(s.Source)
-	case *ir.IsSetStmt:
-		return readsRoot(s.Source)
-	case *ir.IsDefinedStmt:
-		return isRoot(s.Source)
-	case *ir.IsUndefinedStmt:
-		return isRoot(s.Source)
-	case *ir.ArrayAppendStmt:
-		return readsRoot(s.Value) || isRoot(s.Array)
-	case *ir.ObjectInsertStmt:
-		return readsRoot(s.Key) || readsRoot(s.Value) || isRoot(s.Object)
-	case *ir.ObjectInsertOnceStmt:
-		return readsRoot(s.Key) || readsRoot(s.Value) || isRoot(s.Object)
-	case *ir.ObjectMergeStmt:
-		return isRoot(s.A) || isRoot(s.B)
-	case *ir.SetAddStmt:
-		return readsRoot(s.Value) || isRoot(s.Set)
-	case *ir.ReturnLocalStmt:
-		return isRoot(s.Source)
-	case *ir.ResultSetAddStmt:
-		return isRoot(s.Value)
+	root := false
+	stmtLocals(s, func(l ir.Local) { root = root || isRoot(l) }, func(ir.Local) {})
+	return root
+}
+
+// stmtLocals calls read for every local s reads (operands, scanned or
+// modified collections) and write for every local it sets. Nested blocks
+// are not entered.
+func stmtLocals(s ir.Stmt, read, write func(ir.Local)) {
+	op := func(os ...ir.Operand) {
+		for _, o := range os {
+			if l, ok := o.Value.(ir.Local); ok {
+				read(l)
+			}
+		}
 	}
-	return false
+	switch s := s.(type) {
+	case *ir.ReturnLocalStmt:
+		read(s.Source)
+	case *ir.CallStmt:
+		op(s.Args...)
+		write(s.Result)
+	case *ir.DotStmt:
+		op(s.Source, s.Key)
+		write(s.Target)
+	case *ir.LenStmt:
+		op(s.Source)
+		write(s.Target)
+	case *ir.ScanStmt:
+		read(s.Source)
+		write(s.Key)
+		write(s.Value)
+	case *ir.AssignVarStmt:
+		op(s.Source)
+		write(s.Target)
+	case *ir.AssignVarOnceStmt:
+		op(s.Source)
+		write(s.Target)
+	case *ir.EqualStmt:
+		op(s.A, s.B)
+	case *ir.NotEqualStmt:
+		op(s.A, s.B)
+	case *ir.IsArrayStmt:
+		op(s.Source)
+	case *ir.IsObjectStmt:
+		op(s.Source)
+	case *ir.IsSetStmt:
+		op(s.Source)
+	case *ir.IsDefinedStmt:
+		read(s.Source)
+	case *ir.IsUndefinedStmt:
+		read(s.Source)
+	case *ir.ArrayAppendStmt:
+		op(s.Value)
+		read(s.Array)
+	case *ir.ObjectInsertStmt:
+		op(s.Key, s.Value)
+		read(s.Object)
+	case *ir.ObjectInsertOnceStmt:
+		op(s.Key, s.Value)
+		read(s.Object)
+	case *ir.ObjectMergeStmt:
+		read(s.A)
+		read(s.B)
+		write(s.Target)
+	case *ir.SetAddStmt:
+		op(s.Value)
+		read(s.Set)
+	case *ir.WithStmt:
+		op(s.Value)
+		read(s.Local)
+	case *ir.ResultSetAddStmt:
+		read(s.Value)
+	case *ir.AssignIntStmt:
+		write(s.Target)
+	case *ir.ResetLocalStmt:
+		write(s.Target)
+	case *ir.MakeNullStmt:
+		write(s.Target)
+	case *ir.MakeNumberIntStmt:
+		write(s.Target)
+	case *ir.MakeNumberRefStmt:
+		write(s.Target)
+	case *ir.MakeArrayStmt:
+		write(s.Target)
+	case *ir.MakeObjectStmt:
+		write(s.Target)
+	case *ir.MakeSetStmt:
+		write(s.Target)
+	}
 }
 
 // frameSize is one more than the highest local that blocks (or extra) use.
 func frameSize(blocks []*ir.Block, extra ...ir.Local) int {
 	n := ir.Local(0)
-	see := func(ls ...ir.Local) {
-		for _, l := range ls {
-			n = max(n, l)
-		}
+	see := func(l ir.Local) { n = max(n, l) }
+	for _, l := range extra {
+		see(l)
 	}
-	op := func(os ...ir.Operand) {
-		for _, o := range os {
-			if l, ok := o.Value.(ir.Local); ok {
-				see(l)
-			}
-		}
-	}
-	see(extra...)
-	walkBlocks(blocks, func(s ir.Stmt) {
-		switch s := s.(type) {
-		case *ir.ReturnLocalStmt:
-			see(s.Source)
-		case *ir.CallStmt:
-			op(s.Args...)
-			see(s.Result)
-		case *ir.DotStmt:
-			op(s.Source, s.Key)
-			see(s.Target)
-		case *ir.LenStmt:
-			op(s.Source)
-			see(s.Target)
-		case *ir.ScanStmt:
-			see(s.Source, s.Key, s.Value)
-		case *ir.AssignIntStmt:
-			see(s.Target)
-		case *ir.AssignVarStmt:
-			op(s.Source)
-			see(s.Target)
-		case *ir.AssignVarOnceStmt:
-			op(s.Source)
-			see(s.Target)
-		case *ir.ResetLocalStmt:
-			see(s.Target)
-		case *ir.MakeNullStmt:
-			see(s.Target)
-		case *ir.MakeNumberIntStmt:
-			see(s.Target)
-		case *ir.MakeNumberRefStmt:
-			see(s.Target)
-		case *ir.MakeArrayStmt:
-			see(s.Target)
-		case *ir.MakeObjectStmt:
-			see(s.Target)
-		case *ir.MakeSetStmt:
-			see(s.Target)
-		case *ir.EqualStmt:
-			op(s.A, s.B)
-		case *ir.NotEqualStmt:
-			op(s.A, s.B)
-		case *ir.IsArrayStmt:
-			op(s.Source)
-		case *ir.IsObjectStmt:
-			op(s.Source)
-		case *ir.IsSetStmt:
-			op(s.Source)
-		case *ir.IsDefinedStmt:
-			see(s.Source)
-		case *ir.IsUndefinedStmt:
-			see(s.Source)
-		case *ir.ArrayAppendStmt:
-			op(s.Value)
-			see(s.Array)
-		case *ir.ObjectInsertStmt:
-			op(s.Key, s.Value)
-			see(s.Object)
-		case *ir.ObjectInsertOnceStmt:
-			op(s.Key, s.Value)
-			see(s.Object)
-		case *ir.ObjectMergeStmt:
-			see(s.A, s.B, s.Target)
-		case *ir.SetAddStmt:
-			op(s.Value)
-			see(s.Set)
-		case *ir.WithStmt:
-			op(s.Value)
-			see(s.Local)
-		case *ir.ResultSetAddStmt:
-			see(s.Value)
-		}
-	})
+	walkBlocks(blocks, func(s ir.Stmt) { stmtLocals(s, see, see) })
 	return int(n) + 1
 }
 
