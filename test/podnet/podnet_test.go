@@ -128,16 +128,7 @@ func testRestartMidTransfer(t *testing.T, mode string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	r.start(ctx)
-	want := fmt.Sprintf("%s %d", blobHash(blobSize), blobSize)
-	// Read at 20 MiB/s so the transfer spans the restart.
-	get := r.inCluster("get", fmt.Sprintf("http://%s:%d/blob?n=%d", podIP, podPort, blobSize), fmt.Sprint(20<<20))
-	type res struct {
-		out string
-		err error
-	}
-	done := make(chan res, 1)
-	go func() { out, err := output(ctx, get); done <- res{out, err} }()
-	time.Sleep(1500 * time.Millisecond)
+	want, done := slowTransfer(ctx, r)
 	select {
 	case got := <-done:
 		r.fatalf("the transfer ended before the restart: %q %v", got.out, got.err)
@@ -164,6 +155,24 @@ func testRestartMidTransfer(t *testing.T, mode string) {
 	}
 }
 
+// transferResult is what the client read, or why it failed.
+type transferResult struct {
+	out string
+	err error
+}
+
+// slowTransfer starts the client reading the pod's 100 MiB blob at 20 MiB/s
+// (so the transfer spans what the test does next) and returns, after 1.5 s,
+// the output a complete transfer gives and where the result will arrive.
+func slowTransfer(ctx context.Context, r *rig) (string, <-chan transferResult) {
+	want := fmt.Sprintf("%s %d", blobHash(blobSize), blobSize)
+	get := r.inCluster("get", fmt.Sprintf("http://%s:%d/blob?n=%d", podIP, podPort, blobSize), fmt.Sprint(20<<20))
+	done := make(chan transferResult, 1)
+	go func() { out, err := output(ctx, get); done <- transferResult{out, err} }()
+	time.Sleep(1500 * time.Millisecond)
+	return want, done
+}
+
 func readLog(r *rig) string {
 	r.logf.Sync()
 	b, _ := os.ReadFile(r.logf.Name())
@@ -182,15 +191,7 @@ func TestTunnelRedial(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	r.start(ctx)
-	want := fmt.Sprintf("%s %d", blobHash(blobSize), blobSize)
-	get := r.inCluster("get", fmt.Sprintf("http://%s:%d/blob?n=%d", podIP, podPort, blobSize), fmt.Sprint(20<<20))
-	type res struct {
-		out string
-		err error
-	}
-	done := make(chan res, 1)
-	go func() { out, err := output(ctx, get); done <- res{out, err} }()
-	time.Sleep(1500 * time.Millisecond)
+	want, done := slowTransfer(ctx, r)
 	out, err := exec.Command("ss", "-K", "-t", "dst", r.vm.VMIP.String()).CombinedOutput()
 	if err != nil {
 		r.fatalf("ss -K: %v\n%s", err, out)
