@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"math"
+	"reflect"
 	"strconv"
 	"sync"
 
@@ -54,18 +55,27 @@ type fieldPlan struct {
 	oneof protoreflect.OneofDescriptor
 	// nullable: an optional scalar (proto3 optional), null when unset.
 	nullable bool
+	// goKind and goIndex: how and from which Go struct field the
+	// field is read directly (direct.go).
+	goKind  goKind
+	goIndex int
 }
 
 type messagePlan struct {
 	fields []fieldPlan
 	index  map[string]int // input key → fields index
+	// goType is the generated struct whose fields are read directly;
+	// nil when every field goes through protoreflect.
+	goType reflect.Type
 }
 
-// planCache maps a message descriptor's full name to its plan.
+// planCache maps a message descriptor to its plan.
 var planCache sync.Map
 
-func planFor(md protoreflect.MessageDescriptor) *messagePlan {
-	if p, ok := planCache.Load(md.FullName()); ok {
+// planFor returns the plan of m's message type.
+func planFor(m protoreflect.Message) *messagePlan {
+	md := m.Descriptor()
+	if p, ok := planCache.Load(md); ok {
 		return p.(*messagePlan)
 	}
 	p := &messagePlan{}
@@ -90,8 +100,11 @@ func planFor(md protoreflect.MessageDescriptor) *messagePlan {
 	for i, f := range p.fields {
 		p.index[string(f.key.Value.(ast.String))] = i
 	}
-	planCache.Store(md.FullName(), p)
-	return p
+	if t := reflect.TypeOf(m.Interface()); t != nil && isGeneratedPtr(t) {
+		directFields(p, t.Elem())
+	}
+	actual, _ := planCache.LoadOrStore(md, p)
+	return actual.(*messagePlan)
 }
 
 // Input converts a request into the policy input value.
@@ -106,6 +119,9 @@ func Input(m protoreflect.Message) ast.Value {
 // input value, so sharing them is safe.
 type encoder struct {
 	slab []ast.Term
+	// protoreflectOnly turns direct struct reads off (for the test
+	// that compares the two ways).
+	protoreflectOnly bool
 }
 
 const termSlab = 128
@@ -128,16 +144,21 @@ func (e *encoder) str(s string) *ast.Term {
 }
 
 func (e *encoder) message(m protoreflect.Message) *ast.Term {
-	p := planFor(m.Descriptor())
+	p := planFor(m)
+	rv := e.goStruct(p, m)
 	kvs := make([][2]*ast.Term, 0, len(p.fields))
 	for i := range p.fields {
-		kvs = append(kvs, [2]*ast.Term{p.fields[i].key, e.field(m, &p.fields[i])})
+		kvs = append(kvs, [2]*ast.Term{p.fields[i].key, e.field(m, rv, &p.fields[i])})
 	}
 	return e.term(ast.NewObject(kvs...))
 }
 
-// field encodes one input key of m.
-func (e *encoder) field(m protoreflect.Message, f *fieldPlan) *ast.Term {
+// field encodes one input key of m; rv is m's struct when its fields are
+// read directly.
+func (e *encoder) field(m protoreflect.Message, rv reflect.Value, f *fieldPlan) *ast.Term {
+	if f.goKind != goNone && rv.IsValid() {
+		return e.direct(rv.Field(f.goIndex), f)
+	}
 	switch {
 	case f.oneof != nil:
 		if fd := m.WhichOneof(f.oneof); fd != nil {
@@ -158,6 +179,49 @@ func (e *encoder) field(m protoreflect.Message, f *fieldPlan) *ast.Term {
 	default:
 		return e.singular(f.field, m.Get(f.field))
 	}
+}
+
+// direct encodes the Go struct field v, read as f.goKind says.
+func (e *encoder) direct(v reflect.Value, f *fieldPlan) *ast.Term {
+	switch f.goKind {
+	case goString:
+		return e.str(v.String())
+	case goBool:
+		return ast.InternedTerm(v.Bool())
+	case goInt:
+		return intTerm(v.Int())
+	case goUint:
+		if u := v.Uint(); u <= math.MaxInt64 {
+			return intTerm(int64(u))
+		}
+		return ast.UIntNumberTerm(v.Uint())
+	case goStrings:
+		n := v.Len()
+		if n == 0 {
+			return ast.InternedEmptyArray
+		}
+		terms := make([]*ast.Term, n)
+		for i := range terms {
+			terms[i] = e.str(v.Index(i).String())
+		}
+		return e.term(ast.NewArray(terms...))
+	case goMessage:
+		if v.IsNil() {
+			return ast.InternedNullTerm
+		}
+		return e.message(messageOf(v))
+	case goMessages:
+		n := v.Len()
+		if n == 0 {
+			return ast.InternedEmptyArray
+		}
+		terms := make([]*ast.Term, n)
+		for i := range terms {
+			terms[i] = e.message(messageOf(v.Index(i)))
+		}
+		return e.term(ast.NewArray(terms...))
+	}
+	panic("policy: direct read of a field without a Go kind")
 }
 
 func (e *encoder) list(fd protoreflect.FieldDescriptor, l protoreflect.List) *ast.Term {

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"reflect"
+
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -21,14 +23,15 @@ func LazyInput(m protoreflect.Message) ast.Value {
 type lazyMessage struct {
 	e       *encoder
 	m       protoreflect.Message
+	rv      reflect.Value // m's struct, when read directly
 	plan    *messagePlan
 	members []*ast.Term // by field plan index, nil until read
 	whole   ast.Value
 }
 
 func newLazyMessage(e *encoder, m protoreflect.Message) *lazyMessage {
-	p := planFor(m.Descriptor())
-	return &lazyMessage{e: e, m: m, plan: p, members: make([]*ast.Term, len(p.fields))}
+	p := planFor(m)
+	return &lazyMessage{e: e, m: m, rv: e.goStruct(p, m), plan: p, members: make([]*ast.Term, len(p.fields))}
 }
 
 func (l *lazyMessage) Member(key *ast.Term) *ast.Term {
@@ -46,12 +49,25 @@ func (l *lazyMessage) Member(key *ast.Term) *ast.Term {
 	f := &l.plan.fields[i]
 	var t *ast.Term
 	switch {
+	case l.rv.IsValid() && f.goKind == goMessages:
+		if v := l.rv.Field(f.goIndex); v.Len() > 0 {
+			t = irvm.LazyTerm(&lazyList{e: l.e, fd: f.field, n: v.Len(), rv: v})
+		} else {
+			t = ast.InternedEmptyArray
+		}
+	case l.rv.IsValid() && f.goKind == goMessage:
+		if v := l.rv.Field(f.goIndex); !v.IsNil() {
+			t = irvm.LazyTerm(newLazyMessage(l.e, messageOf(v)))
+		} else {
+			t = ast.InternedNullTerm
+		}
 	case f.oneof == nil && f.field.IsList() && isMessage(f.field) && l.m.Get(f.field).List().Len() > 0:
-		t = irvm.LazyTerm(&lazyList{e: l.e, fd: f.field, list: l.m.Get(f.field).List()})
+		list := l.m.Get(f.field).List()
+		t = irvm.LazyTerm(&lazyList{e: l.e, fd: f.field, n: list.Len(), list: list})
 	case f.oneof == nil && !f.field.IsList() && !f.field.IsMap() && isMessage(f.field) && l.m.Has(f.field):
 		t = irvm.LazyTerm(newLazyMessage(l.e, l.m.Get(f.field).Message()))
 	default:
-		t = l.e.field(l.m, f)
+		t = l.e.field(l.m, l.rv, f)
 	}
 	l.members[i] = t
 	return t
@@ -73,21 +89,31 @@ func (l *lazyMessage) Materialize() ast.Value {
 	return l.whole
 }
 
-// lazyList is a non-empty list of messages.
+// lazyList is a non-empty list of messages: the slice rv of a generated
+// struct, or list.
 type lazyList struct {
 	e     *encoder
 	fd    protoreflect.FieldDescriptor
+	n     int
+	rv    reflect.Value
 	list  protoreflect.List
 	elems []*ast.Term
 	whole ast.Value
 }
 
+func (l *lazyList) message(i int) protoreflect.Message {
+	if l.list != nil {
+		return l.list.Get(i).Message()
+	}
+	return messageOf(l.rv.Index(i))
+}
+
 func (l *lazyList) elem(i int) *ast.Term {
 	if l.elems == nil {
-		l.elems = make([]*ast.Term, l.list.Len())
+		l.elems = make([]*ast.Term, l.n)
 	}
 	if l.elems[i] == nil {
-		l.elems[i] = irvm.LazyTerm(newLazyMessage(l.e, l.list.Get(i).Message()))
+		l.elems[i] = irvm.LazyTerm(newLazyMessage(l.e, l.message(i)))
 	}
 	return l.elems[i]
 }
@@ -96,7 +122,7 @@ func (l *lazyList) elem(i int) *ast.Term {
 func (l *lazyList) Type() string { return "array" }
 
 // Len is the list's length (count() of it).
-func (l *lazyList) Len() int { return l.list.Len() }
+func (l *lazyList) Len() int { return l.n }
 
 func (l *lazyList) Member(key *ast.Term) *ast.Term {
 	n, ok := key.Value.(ast.Number)
@@ -104,14 +130,14 @@ func (l *lazyList) Member(key *ast.Term) *ast.Term {
 		return nil
 	}
 	i, ok := n.Int()
-	if !ok || i < 0 || i >= l.list.Len() {
+	if !ok || i < 0 || i >= l.n {
 		return nil
 	}
 	return l.elem(i)
 }
 
 func (l *lazyList) Members(f func(k, v *ast.Term) bool) {
-	for i := range l.list.Len() {
+	for i := range l.n {
 		if f(ast.InternedTerm(i), l.elem(i)) {
 			return
 		}
@@ -120,7 +146,11 @@ func (l *lazyList) Members(f func(k, v *ast.Term) bool) {
 
 func (l *lazyList) Materialize() ast.Value {
 	if l.whole == nil {
-		l.whole = l.e.list(l.fd, l.list).Value
+		terms := make([]*ast.Term, l.n)
+		for i := range terms {
+			terms[i] = l.e.message(l.message(i))
+		}
+		l.whole = ast.NewArray(terms...)
 	}
 	return l.whole
 }
