@@ -22,9 +22,18 @@ type evaluation struct {
 	results []*ast.Term
 	steps   int
 	// stack holds the frames of the functions running; args is scratch
-	// space for a built-in's operands (built-ins do not call back).
+	// space for a built-in's operands and out its result (built-ins do
+	// not call back); iter is e.setOut, made once.
 	stack []*ast.Term
 	args  []*ast.Term
+	out   *ast.Term
+	iter  func(*ast.Term) error
+}
+
+// setOut is the iterator built-ins hand their result to.
+func (e *evaluation) setOut(t *ast.Term) error {
+	e.out = t
+	return nil
 }
 
 // locals is one function's frame; nil is undefined. Terms, not values:
@@ -225,7 +234,9 @@ func (e *evaluation) stmt(l locals, s ir.Stmt) (signal, error) {
 		if !ok {
 			return done, fmt.Errorf("%s: append to a %s", where(s.Location), typeName(t))
 		}
-		l[s.Array] = ast.NewTerm(arr.Append(e.operand(l, s.Value)))
+		// In place, as the Wasm target appends: the term is the one
+		// MakeArrayStmt made in this evaluation.
+		t.Value = arr.Append(e.operand(l, s.Value))
 	case *ir.ObjectInsertStmt:
 		t := l[s.Object]
 		obj, ok := value(t).(ast.Object)
@@ -305,23 +316,6 @@ func (e *evaluation) stmt(l locals, s ir.Stmt) (signal, error) {
 // break of 0 continues with the next element) and the scan adds a second
 // level around it (a break of 1 ends the scan).
 func (e *evaluation) scan(l locals, s *ir.ScanStmt) (signal, error) {
-	body := func(k, v *ast.Term) (signal, bool, error) {
-		l[s.Key] = k
-		l[s.Value] = v
-		sig, err := e.block(l, s.Block)
-		if err != nil {
-			return done, true, err
-		}
-		switch {
-		case sig.kind == sigReturn:
-			return sig, true, nil
-		case sig.kind == sigBreak && sig.n == 1:
-			return done, true, nil
-		case sig.kind == sigBreak && sig.n >= 2:
-			return signal{kind: sigBreak, n: sig.n - 2}, true, nil
-		}
-		return done, false, nil
-	}
 	var (
 		out  = done
 		stop bool
@@ -329,28 +323,55 @@ func (e *evaluation) scan(l locals, s *ir.ScanStmt) (signal, error) {
 	)
 	switch src := value(l[s.Source]).(type) {
 	case lazyValue:
+		if n, ok := src.Lazy.(interface{ Len() int }); ok && src.Type() == "array" {
+			for i := 0; i < n.Len() && !stop; i++ {
+				k := ast.InternedTerm(i)
+				out, stop, err = e.scanBody(l, s, k, src.Member(k))
+			}
+			break
+		}
 		src.Members(func(k, v *ast.Term) bool {
-			out, stop, err = body(k, v)
+			out, stop, err = e.scanBody(l, s, k, v)
 			return stop
 		})
 	case *ast.Array:
 		for i := 0; i < src.Len() && !stop; i++ {
-			out, stop, err = body(ast.InternedTerm(i), src.Elem(i))
+			out, stop, err = e.scanBody(l, s, ast.InternedTerm(i), src.Elem(i))
 		}
 	case ast.Object:
 		for _, k := range src.Keys() {
-			if out, stop, err = body(k, src.Get(k)); stop {
+			if out, stop, err = e.scanBody(l, s, k, src.Get(k)); stop {
 				break
 			}
 		}
 	case ast.Set:
 		for _, k := range src.Slice() {
-			if out, stop, err = body(k, k); stop {
+			if out, stop, err = e.scanBody(l, s, k, k); stop {
 				break
 			}
 		}
 	}
 	return out, err
+}
+
+// scanBody runs a scan's body for one element; stop says the scan ends
+// (with the signal returned).
+func (e *evaluation) scanBody(l locals, s *ir.ScanStmt, k, v *ast.Term) (signal, bool, error) {
+	l[s.Key] = k
+	l[s.Value] = v
+	sig, err := e.block(l, s.Block)
+	if err != nil {
+		return done, true, err
+	}
+	switch {
+	case sig.kind == sigReturn:
+		return sig, true, nil
+	case sig.kind == sigBreak && sig.n == 1:
+		return done, true, nil
+	case sig.kind == sigBreak && sig.n >= 2:
+		return signal{kind: sigBreak, n: sig.n - 2}, true, nil
+	}
+	return done, false, nil
 }
 
 // with runs the body with a local (or a path in it) replaced, and restores
@@ -422,11 +443,10 @@ func (e *evaluation) call(l locals, s *ir.CallStmt) (*ast.Term, error) {
 		args = append(args, t)
 	}
 	e.args = args
-	var out *ast.Term
-	err := target.builtin(e.bctx, args, func(t *ast.Term) error {
-		out = t
-		return nil
-	})
+	e.out = nil
+	err := target.builtin(e.bctx, args, e.iter)
+	out := e.out
+	e.out = nil
 	clear(args)
 	if err != nil {
 		var halt topdown.Halt
@@ -471,6 +491,7 @@ func (e *evaluation) constant(f *function) (*ast.Term, error) {
 	}
 	sub := &evaluation{p: e.p, ctx: context.WithoutCancel(e.ctx), bctx: e.bctx,
 		memo: make([]*ast.Term, e.p.nfuncs), done: make([]bool, e.p.nfuncs)}
+	sub.iter = sub.setOut
 	t, err := sub.run(f, sub.push(f.size))
 	if err != nil {
 		return nil, err

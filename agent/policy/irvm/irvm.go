@@ -45,6 +45,8 @@ type Program struct {
 	strings  []*ast.Term // the string constants
 	numbers  []*ast.Term // the same, as numbers, where they parse as one
 	builtins map[string]topdown.BuiltinFunc
+	// free holds evaluation states for reuse, cleared (evaluation.release).
+	free sync.Pool
 }
 
 // callTarget is what a CallStmt calls: a planned function or a built-in.
@@ -349,13 +351,8 @@ func walkBlocks(blocks []*ir.Block, f func(ir.Stmt)) {
 // and returns its result set: one value per result, each an object of the
 // query's variables.
 func (p *Program) Eval(ctx context.Context, input, data ast.Value) ([]ast.Value, error) {
-	e := &evaluation{
-		p:    p,
-		ctx:  ctx,
-		memo: make([]*ast.Term, p.nfuncs),
-		done: make([]bool, p.nfuncs),
-	}
-	e.bctx = topdown.BuiltinContext{Context: ctx, Seed: rand.Reader}
+	e := p.acquire(ctx)
+	defer e.release()
 	fl := e.push(p.planSize)
 	if input != nil {
 		fl[ir.Input] = ast.NewTerm(input)
@@ -377,4 +374,40 @@ func (p *Program) Eval(ctx context.Context, input, data ast.Value) ([]ast.Value,
 		out[i] = value(t)
 	}
 	return out, nil
+}
+
+// acquire returns an evaluation state for one Eval: a released one when
+// there is one (its memo, results and stack cleared), else a new one.
+func (p *Program) acquire(ctx context.Context) *evaluation {
+	e, _ := p.free.Get().(*evaluation)
+	if e == nil {
+		e = &evaluation{
+			p:    p,
+			memo: make([]*ast.Term, p.nfuncs),
+			done: make([]bool, p.nfuncs),
+		}
+		e.iter = e.setOut
+	}
+	e.ctx = ctx
+	e.bctx = topdown.BuiltinContext{Context: ctx, Seed: rand.Reader}
+	return e
+}
+
+// release clears e of everything one evaluation left in it (so that no
+// value, memoized or not, reaches the next one, and none is kept alive)
+// and puts it up for reuse.
+func (e *evaluation) release() {
+	clear(e.memo)
+	clear(e.done)
+	clear(e.results)
+	e.results = e.results[:0]
+	clear(e.stack[:cap(e.stack)])
+	e.stack = e.stack[:0]
+	clear(e.args[:cap(e.args)])
+	e.args = e.args[:0]
+	e.out = nil
+	e.steps = 0
+	e.ctx = nil
+	e.bctx = topdown.BuiltinContext{}
+	e.p.free.Put(e)
 }

@@ -1,0 +1,117 @@
+package irvm
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// reuseModule has argument-less rules that read the input (memoized for
+// one evaluation), arrays built by appending, and a rule called twice.
+const reuseModule = `package t
+
+import rego.v1
+
+user := input.user
+
+groups := [upper(g) | some g in input.groups]
+
+x := {"user": user, "again": user, "groups": groups, "n": count(groups)}
+`
+
+func evalX(t *testing.T, p *Program, user string, groups ...string) ast.Value {
+	t.Helper()
+	in := ast.NewObject(ast.Item(ast.StringTerm("user"), ast.StringTerm(user)))
+	var gs []*ast.Term
+	for _, g := range groups {
+		gs = append(gs, ast.StringTerm(g))
+	}
+	in.Insert(ast.StringTerm("groups"), ast.ArrayTerm(gs...))
+	rs, err := p.Eval(context.Background(), in, nil)
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("Eval user=%s: %v, %v", user, rs, err)
+	}
+	return rs[0]
+}
+
+func wantX(user string, groups ...string) ast.Value {
+	var gs []*ast.Term
+	for _, g := range groups {
+		gs = append(gs, ast.StringTerm(g))
+	}
+	return ast.NewObject(ast.Item(ast.StringTerm("x"), ast.ObjectTerm(
+		ast.Item(ast.StringTerm("user"), ast.StringTerm(user)),
+		ast.Item(ast.StringTerm("again"), ast.StringTerm(user)),
+		ast.Item(ast.StringTerm("groups"), ast.ArrayTerm(gs...)),
+		ast.Item(ast.StringTerm("n"), ast.InternedTerm(len(gs))),
+	)))
+}
+
+// Evaluation states are reused: nothing one evaluation memoized or built
+// reaches the next, and a result stays as it was after later evaluations.
+func TestReusedEvaluationState(t *testing.T) {
+	p, err := Compile(context.Background(), rego.Query("x = data.t.x"), rego.Module("t.rego", reuseModule))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := evalX(t, p, "alice", "a", "b")
+	if want := wantX("alice", "A", "B"); ast.Compare(first, want) != 0 {
+		t.Fatalf("first evaluation = %v, want %v", first, want)
+	}
+	kept := first.String()
+	tests := []struct {
+		user   string
+		groups []string
+		want   ast.Value
+	}{
+		{"bob", []string{"c"}, wantX("bob", "C")},
+		{"carol", nil, wantX("carol")},
+		{"alice", []string{"a", "b"}, wantX("alice", "A", "B")},
+		{"dave", []string{"x", "y", "z"}, wantX("dave", "X", "Y", "Z")},
+	}
+	for _, tt := range tests {
+		if got := evalX(t, p, tt.user, tt.groups...); ast.Compare(got, tt.want) != 0 {
+			t.Fatalf("user %s after other evaluations = %v, want %v", tt.user, got, tt.want)
+		}
+	}
+	if first.String() != kept {
+		t.Fatalf("the first result changed to %v after later evaluations, was %s", first, kept)
+	}
+}
+
+// Concurrent evaluations of one program each see only their own input.
+func TestConcurrentEvaluations(t *testing.T) {
+	p, err := Compile(context.Background(), rego.Query("x = data.t.x"), rego.Module("t.rego", reuseModule))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				user, g := fmt.Sprintf("u%d-%d", w, i), fmt.Sprintf("g%d", i)
+				in := ast.NewObject(ast.Item(ast.StringTerm("user"), ast.StringTerm(user)),
+					ast.Item(ast.StringTerm("groups"), ast.ArrayTerm(ast.StringTerm(g))))
+				rs, err := p.Eval(context.Background(), in, nil)
+				if err != nil || len(rs) != 1 {
+					errs <- fmt.Sprintf("%s: %v %v", user, rs, err)
+					return
+				}
+				if want := wantX(user, fmt.Sprintf("G%d", i)); ast.Compare(rs[0], want) != 0 {
+					errs <- fmt.Sprintf("%s: got %v, want %v", user, rs[0], want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
