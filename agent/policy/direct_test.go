@@ -127,3 +127,29 @@ func TestDirectMatchesProtoreflect(t *testing.T) {
 		t.Fatalf("%d messages with %d directly read fields: the registry or the plans are not what this test expects", n, direct)
 	}
 }
+
+// Strings the encoder puts in its slab are ordinary ast.String values,
+// each its own: a later string does not change an earlier one.
+func TestSlabStrings(t *testing.T) {
+	var e encoder
+	var want []string
+	var got []*ast.Term
+	for i := range 3*termSlab + 5 {
+		s := fmt.Sprintf("value-%d", i)
+		want, got = append(want, s), append(got, e.str(s))
+	}
+	for i, tm := range got {
+		s, ok := tm.Value.(ast.String)
+		switch {
+		case !ok || string(s) != want[i]:
+			t.Fatalf("string %d is %v (%T), want %q", i, tm.Value, tm.Value, want[i])
+		case tm.Value.Hash() != ast.String(want[i]).Hash():
+			t.Fatalf("string %d hashes to %d, want %d", i, tm.Value.Hash(), ast.String(want[i]).Hash())
+		case !tm.Equal(ast.StringTerm(want[i])) || ast.Compare(tm.Value, ast.String(want[i])) != 0:
+			t.Fatalf("string %d does not equal %q", i, want[i])
+		}
+	}
+	if e.str("") != ast.InternedEmptyString {
+		t.Fatal(`"" is not the interned empty string`)
+	}
+}

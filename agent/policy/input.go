@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
+	"unsafe"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -119,6 +120,7 @@ func Input(m protoreflect.Message) ast.Value {
 // input value, so sharing them is safe.
 type encoder struct {
 	slab []ast.Term
+	strs []ast.String // see str
 	// protoreflectOnly turns direct struct reads off (for the test
 	// that compares the two ways).
 	protoreflectOnly bool
@@ -136,11 +138,31 @@ func (e *encoder) term(v ast.Value) *ast.Term {
 	return t
 }
 
+// str returns a term for s. An ast.String held in an ast.Value is a
+// pointer to a string header that Go allocates for each conversion (16
+// bytes, one allocation per string of the input); str puts the headers in
+// a slab instead and builds the interface value from its method table and
+// the header's address, exactly as the conversion would. The slab's
+// elements are written once, before their interface exists, and never
+// again.
 func (e *encoder) str(s string) *ast.Term {
 	if s == "" {
 		return ast.InternedEmptyString
 	}
-	return e.term(ast.String(s))
+	if len(e.strs) == 0 {
+		e.strs = make([]ast.String, termSlab)
+	}
+	h := &e.strs[0]
+	e.strs = e.strs[1:]
+	*h = ast.String(s)
+	var v ast.Value = ast.String("") // the method table of ast.String in ast.Value
+	(*iface)(unsafe.Pointer(&v)).data = unsafe.Pointer(h)
+	return e.term(v)
+}
+
+// iface is the layout of a non-empty interface value.
+type iface struct {
+	tab, data unsafe.Pointer
 }
 
 func (e *encoder) message(m protoreflect.Message) *ast.Term {

@@ -330,10 +330,7 @@ func (e *evaluation) scan(l locals, s *ir.ScanStmt) (signal, error) {
 			}
 			break
 		}
-		src.Members(func(k, v *ast.Term) bool {
-			out, stop, err = e.scanBody(l, s, k, v)
-			return stop
-		})
+		out, err = e.scanMembers(l, s, src.Lazy)
 	case *ast.Array:
 		for i := 0; i < src.Len() && !stop; i++ {
 			out, stop, err = e.scanBody(l, s, ast.InternedTerm(i), src.Elem(i))
@@ -351,6 +348,21 @@ func (e *evaluation) scan(l locals, s *ir.ScanStmt) (signal, error) {
 			}
 		}
 	}
+	return out, err
+}
+
+// scanMembers scans a lazy collection through its Members (apart from
+// scan, whose variables the callback would move to the heap).
+func (e *evaluation) scanMembers(l locals, s *ir.ScanStmt, lz Lazy) (signal, error) {
+	var (
+		out = done
+		err error
+	)
+	lz.Members(func(k, v *ast.Term) bool {
+		var stop bool
+		out, stop, err = e.scanBody(l, s, k, v)
+		return stop
+	})
 	return out, err
 }
 
