@@ -114,26 +114,23 @@ func Input(m protoreflect.Message) ast.Value {
 	return e.message(m).Value
 }
 
-// encoder builds one input value. Terms come from slabs (one allocation
-// per termSlab terms rather than one each); null, false, true, "", [] and
+// encoder builds one input value. Terms, strings, element lists and lazy
+// messages come from slabs (slab.go); null, false, true, "", [] and
 // small integers are OPA's shared interned terms. OPA does not modify an
 // input value, so sharing them is safe.
 type encoder struct {
-	slab []ast.Term
-	strs []ast.String // see str
+	terms slab[ast.Term]
+	strs  slab[ast.String] // see str
+	ptrs  slab[*ast.Term]  // element lists and lazy members
+	msgs  slab[lazyMessage]
+	kvs   [][2]*ast.Term // scratch: the members of the objects being encoded
 	// protoreflectOnly turns direct struct reads off (for the test
 	// that compares the two ways).
 	protoreflectOnly bool
 }
 
-const termSlab = 128
-
 func (e *encoder) term(v ast.Value) *ast.Term {
-	if len(e.slab) == 0 {
-		e.slab = make([]ast.Term, termSlab)
-	}
-	t := &e.slab[0]
-	e.slab = e.slab[1:]
+	t := e.terms.next()
 	t.Value = v
 	return t
 }
@@ -149,11 +146,7 @@ func (e *encoder) str(s string) *ast.Term {
 	if s == "" {
 		return ast.InternedEmptyString
 	}
-	if len(e.strs) == 0 {
-		e.strs = make([]ast.String, termSlab)
-	}
-	h := &e.strs[0]
-	e.strs = e.strs[1:]
+	h := e.strs.next()
 	*h = ast.String(s)
 	var v ast.Value = ast.String("") // the method table of ast.String in ast.Value
 	(*iface)(unsafe.Pointer(&v)).data = unsafe.Pointer(h)
@@ -168,11 +161,15 @@ type iface struct {
 func (e *encoder) message(m protoreflect.Message) *ast.Term {
 	p := planFor(m)
 	rv := e.goStruct(p, m)
-	kvs := make([][2]*ast.Term, 0, len(p.fields))
+	start := len(e.kvs)
 	for i := range p.fields {
-		kvs = append(kvs, [2]*ast.Term{p.fields[i].key, e.field(m, rv, &p.fields[i])})
+		v := e.field(m, rv, &p.fields[i]) // may use e.kvs beyond start
+		e.kvs = append(e.kvs, [2]*ast.Term{p.fields[i].key, v})
 	}
-	return e.term(ast.NewObject(kvs...))
+	obj := ast.NewObject(e.kvs[start:]...)
+	clear(e.kvs[start:])
+	e.kvs = e.kvs[:start]
+	return e.term(obj)
 }
 
 // field encodes one input key of m; rv is m's struct when its fields are
@@ -222,7 +219,7 @@ func (e *encoder) direct(v reflect.Value, f *fieldPlan) *ast.Term {
 		if n == 0 {
 			return ast.InternedEmptyArray
 		}
-		terms := make([]*ast.Term, n)
+		terms := e.ptrs.take(n)
 		for i := range terms {
 			terms[i] = e.str(v.Index(i).String())
 		}
@@ -237,7 +234,7 @@ func (e *encoder) direct(v reflect.Value, f *fieldPlan) *ast.Term {
 		if n == 0 {
 			return ast.InternedEmptyArray
 		}
-		terms := make([]*ast.Term, n)
+		terms := e.ptrs.take(n)
 		for i := range terms {
 			terms[i] = e.message(messageOf(v.Index(i)))
 		}

@@ -248,6 +248,7 @@ func TestLazyInputMatchesWhole(t *testing.T) {
 				t.Fatalf("%s: a key the request lacks is present", path)
 			}
 		}
-		walk("", newLazyMessage(&encoder{}, m), whole)
+		root, _ := irvm.AsLazy((&encoder{}).lazyMessage(m).Value)
+		walk("", root, whole)
 	}
 }

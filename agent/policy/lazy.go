@@ -17,10 +17,11 @@ import (
 
 // LazyInput returns the policy input of m, built as the policy reads it.
 func LazyInput(m protoreflect.Message) ast.Value {
-	return irvm.LazyTerm(newLazyMessage(&encoder{}, m)).Value
+	return (&encoder{}).lazyMessage(m).Value
 }
 
 type lazyMessage struct {
+	cell    irvm.LazyCell
 	e       *encoder
 	m       protoreflect.Message
 	rv      reflect.Value // m's struct, when read directly
@@ -29,9 +30,13 @@ type lazyMessage struct {
 	whole   ast.Value
 }
 
-func newLazyMessage(e *encoder, m protoreflect.Message) *lazyMessage {
+// lazyMessage returns the term of m as a lazyMessage. Lazy messages and
+// their member tables come from slabs, like terms.
+func (e *encoder) lazyMessage(m protoreflect.Message) *ast.Term {
 	p := planFor(m)
-	return &lazyMessage{e: e, m: m, rv: e.goStruct(p, m), plan: p, members: make([]*ast.Term, len(p.fields))}
+	l := e.msgs.next()
+	*l = lazyMessage{e: e, m: m, rv: e.goStruct(p, m), plan: p, members: e.ptrs.take(len(p.fields))}
+	return l.cell.Term(l)
 }
 
 func (l *lazyMessage) Member(key *ast.Term) *ast.Term {
@@ -57,7 +62,7 @@ func (l *lazyMessage) Member(key *ast.Term) *ast.Term {
 		}
 	case l.rv.IsValid() && f.goKind == goMessage:
 		if v := l.rv.Field(f.goIndex); !v.IsNil() {
-			t = irvm.LazyTerm(newLazyMessage(l.e, messageOf(v)))
+			t = l.e.lazyMessage(messageOf(v))
 		} else {
 			t = ast.InternedNullTerm
 		}
@@ -65,7 +70,7 @@ func (l *lazyMessage) Member(key *ast.Term) *ast.Term {
 		list := l.m.Get(f.field).List()
 		t = irvm.LazyTerm(&lazyList{e: l.e, fd: f.field, n: list.Len(), list: list})
 	case f.oneof == nil && !f.field.IsList() && !f.field.IsMap() && isMessage(f.field) && l.m.Has(f.field):
-		t = irvm.LazyTerm(newLazyMessage(l.e, l.m.Get(f.field).Message()))
+		t = l.e.lazyMessage(l.m.Get(f.field).Message())
 	default:
 		t = l.e.field(l.m, l.rv, f)
 	}
@@ -110,10 +115,10 @@ func (l *lazyList) message(i int) protoreflect.Message {
 
 func (l *lazyList) elem(i int) *ast.Term {
 	if l.elems == nil {
-		l.elems = make([]*ast.Term, l.n)
+		l.elems = l.e.ptrs.take(l.n)
 	}
 	if l.elems[i] == nil {
-		l.elems[i] = irvm.LazyTerm(newLazyMessage(l.e, l.message(i)))
+		l.elems[i] = l.e.lazyMessage(l.message(i))
 	}
 	return l.elems[i]
 }

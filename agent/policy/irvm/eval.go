@@ -223,19 +223,21 @@ func (e *evaluation) stmt(l locals, s ir.Stmt) (signal, error) {
 	case *ir.MakeNumberRefStmt:
 		l[s.Target] = e.p.numbers[s.Index]
 	case *ir.MakeArrayStmt:
-		l[s.Target] = ast.NewTerm(ast.NewArrayWithCapacity(int(s.Capacity)))
+		l[s.Target] = newArrayBuilder(int(s.Capacity))
 	case *ir.MakeObjectStmt:
 		l[s.Target] = ast.NewTerm(ast.NewObject())
 	case *ir.MakeSetStmt:
 		l[s.Target] = ast.NewTerm(ast.NewSet())
 	case *ir.ArrayAppendStmt:
 		t := l[s.Array]
+		if appendTo(t, e.operand(l, s.Value)) {
+			break
+		}
 		arr, ok := value(t).(*ast.Array)
 		if !ok {
 			return done, fmt.Errorf("%s: append to a %s", where(s.Location), typeName(t))
 		}
-		// In place, as the Wasm target appends: the term is the one
-		// MakeArrayStmt made in this evaluation.
+		// In place, as the Wasm target appends.
 		t.Value = arr.Append(e.operand(l, s.Value))
 	case *ir.ObjectInsertStmt:
 		t := l[s.Object]
@@ -322,7 +324,7 @@ func (e *evaluation) scan(l locals, s *ir.ScanStmt) (signal, error) {
 		err  error
 	)
 	switch src := value(l[s.Source]).(type) {
-	case lazyValue:
+	case *lazyValue:
 		if n, ok := src.Lazy.(interface{ Len() int }); ok && src.Type() == "array" {
 			for i := 0; i < n.Len() && !stop; i++ {
 				k := ast.InternedTerm(i)
@@ -440,7 +442,7 @@ func (e *evaluation) call(l locals, s *ir.CallStmt) (*ast.Term, error) {
 	}
 	if target.count && len(s.Args) == 1 {
 		// count of a lazy collection that knows its length: not made whole.
-		if lz, ok := value(e.raw(l, s.Args[0])).(lazyValue); ok {
+		if lz, ok := value(e.raw(l, s.Args[0])).(*lazyValue); ok {
 			if n, ok := lz.Lazy.(interface{ Len() int }); ok {
 				return ast.InternedTerm(n.Len()), nil
 			}
@@ -508,6 +510,9 @@ func (e *evaluation) constant(f *function) (*ast.Term, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Whole: a lazy value (an array being built) fills its caches as it
+	// is read, and this one is read by concurrent evaluations.
+	t = materialize(t)
 	f.val, f.known = t, true
 	return t, nil
 }
@@ -526,68 +531,6 @@ func (e *evaluation) run(f *function, fl locals) (*ast.Term, error) {
 	return fl[f.fn.Return], nil
 }
 
-// Lazy stands for a collection that irvm reads part by part: a dot or a
-// scan asks it for members, and only where a whole value is needed (an
-// operand of a comparison or a built-in, a result) does irvm ask for the
-// value. Members may be lazy themselves (made with LazyTerm). A Lazy must
-// describe exactly the value Materialize returns; an input built lazily
-// spares the policy the cost of the parts it never reads.
-type Lazy interface {
-	// Member returns the member at key, or nil when there is none.
-	Member(key *ast.Term) *ast.Term
-	// Members calls f on every member in the value's iteration order
-	// (index order for an array, key order for an object) until f
-	// returns true.
-	Members(f func(key, value *ast.Term) bool)
-	// Materialize returns the whole value (not a lazy one).
-	Materialize() ast.Value
-	// Type is the value's type as ast.TypeName names it: "object",
-	// "array" or "set".
-	Type() string
-}
-
-// A Lazy that also has a Len() int method answers count() without being
-// made whole.
-
-// LazyTerm returns a term standing for l. Outside irvm it behaves as the
-// whole value (its methods make it whole).
-func LazyTerm(l Lazy) *ast.Term { return ast.NewTerm(lazyValue{l}) }
-
-// lazyValue makes a Lazy an ast.Value.
-type lazyValue struct{ Lazy }
-
-func (v lazyValue) Compare(o ast.Value) int           { return ast.Compare(v.Materialize(), o) }
-func (v lazyValue) Find(p ast.Ref) (ast.Value, error) { return v.Materialize().Find(p) }
-func (v lazyValue) Hash() int                         { return v.Materialize().Hash() }
-func (v lazyValue) IsGround() bool                    { return true }
-func (v lazyValue) String() string                    { return v.Materialize().String() }
-func (v lazyValue) StringLength() int                 { return v.Materialize().StringLength() }
-
-// AsLazy returns the Lazy that v stands for, if it is one.
-func AsLazy(v ast.Value) (Lazy, bool) {
-	lz, ok := v.(lazyValue)
-	return lz.Lazy, ok
-}
-
-// Whole returns v, made whole if it is lazy (for code other than irvm).
-func Whole(v ast.Value) ast.Value {
-	if lz, ok := v.(lazyValue); ok {
-		return lz.Materialize()
-	}
-	return v
-}
-
-// materialize returns t, made whole if it is lazy.
-func materialize(t *ast.Term) *ast.Term {
-	if t == nil {
-		return nil
-	}
-	if lz, ok := t.Value.(lazyValue); ok {
-		return ast.NewTerm(lz.Materialize())
-	}
-	return t
-}
-
 // dot looks key up in v: an object member, an array element, or the key
 // itself when a set holds it; nil when absent or v is not a collection.
 func dot(v, key *ast.Term) *ast.Term {
@@ -595,7 +538,7 @@ func dot(v, key *ast.Term) *ast.Term {
 		return nil
 	}
 	switch c := v.Value.(type) {
-	case lazyValue:
+	case *lazyValue:
 		return c.Member(key)
 	case ast.Object:
 		return c.Get(key)
@@ -623,7 +566,7 @@ func typeOf(t *ast.Term) string {
 	switch v := value(t).(type) {
 	case nil:
 		return ""
-	case lazyValue:
+	case *lazyValue:
 		return v.Type()
 	default:
 		return ast.TypeName(v)

@@ -115,3 +115,61 @@ func TestConcurrentEvaluations(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// An array being built is made whole as it is when used; appends after
+// that are in the next whole value, not in the one made before.
+func TestArrayBuilder(t *testing.T) {
+	b := newArrayBuilder(1)
+	for i := range 2 {
+		if !appendTo(b, ast.InternedTerm(i)) {
+			t.Fatal("appendTo refused an array builder")
+		}
+	}
+	first := materialize(b)
+	if want := ast.MustParseTerm("[0, 1]"); !first.Equal(want) {
+		t.Fatalf("whole after two appends = %v, want %v", first, want)
+	}
+	if materialize(b) != first {
+		t.Fatal("the whole value was made twice without an append between")
+	}
+	appendTo(b, ast.InternedTerm(2))
+	if want := ast.MustParseTerm("[0, 1, 2]"); !materialize(b).Equal(want) {
+		t.Fatalf("whole after a third append = %v, want %v", materialize(b), want)
+	}
+	if want := ast.MustParseTerm("[0, 1]"); !first.Equal(want) {
+		t.Fatalf("the earlier whole value changed to %v", first)
+	}
+	if n := b.Value.(*lazyValue).Lazy.(*arrayBuilder).Len(); n != 3 {
+		t.Fatalf("Len = %d, want 3", n)
+	}
+	if appendTo(ast.ArrayTerm(), ast.InternedTerm(1)) {
+		t.Fatal("appendTo appended to an ast.Array")
+	}
+}
+
+// A constant function's value, read by concurrent evaluations, is kept
+// whole even when the function builds it by appending.
+func TestConstantArrayIsWhole(t *testing.T) {
+	ctx := context.Background()
+	p, err := Compile(ctx, rego.Query("x = data.t.x"), rego.Module("t.rego",
+		"package t\nimport rego.v1\ntable := [y | some y in [3, 1, 2]; y > 1]\nx := [table[input.i], count(table)]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := p.Eval(ctx, ast.MustParseTerm(`{"i": 1}`).Value, nil)
+	if err != nil || len(rs) != 1 || !rs[0].(ast.Object).Get(ast.StringTerm("x")).Equal(ast.MustParseTerm("[2, 2]")) {
+		t.Fatalf("Eval = %v, %v", rs, err)
+	}
+	n := 0
+	for _, f := range p.funcs {
+		if f.pure && f.known {
+			n++
+			if _, lazy := f.val.Value.(*lazyValue); lazy {
+				t.Errorf("constant %s is kept lazy", f.fn.Name)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no constant function was computed")
+	}
+}

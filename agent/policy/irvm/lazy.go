@@ -1,0 +1,154 @@
+package irvm
+
+import "github.com/open-policy-agent/opa/v1/ast"
+
+// Lazy stands for a collection that irvm reads part by part: a dot or a
+// scan asks it for members, and only where a whole value is needed (an
+// operand of a comparison or a built-in, a result) does irvm ask for the
+// value. Members may be lazy themselves (made with LazyTerm). A Lazy must
+// describe exactly the value Materialize returns; an input built lazily
+// spares the policy the cost of the parts it never reads.
+type Lazy interface {
+	// Member returns the member at key, or nil when there is none.
+	Member(key *ast.Term) *ast.Term
+	// Members calls f on every member in the value's iteration order
+	// (index order for an array, key order for an object) until f
+	// returns true.
+	Members(f func(key, value *ast.Term) bool)
+	// Materialize returns the whole value (not a lazy one). irvm asks
+	// once per term (LazyTerm, LazyCell.Term) and keeps the answer.
+	Materialize() ast.Value
+	// Type is the value's type as ast.TypeName names it: "object",
+	// "array" or "set".
+	Type() string
+}
+
+// A Lazy that also has a Len() int method answers count() without being
+// made whole, and an array scan reads it by index.
+
+// LazyTerm returns a term standing for l. Outside irvm it behaves as the
+// whole value (its methods make it whole).
+func LazyTerm(l Lazy) *ast.Term { return new(LazyCell).Term(l) }
+
+// LazyCell holds the term of one Lazy. A Lazy that embeds its cell and
+// calls Term on it is made, with its term, in one allocation.
+type LazyCell struct {
+	term ast.Term
+	v    lazyValue
+}
+
+// Term returns the term standing for l, which must not change after.
+func (c *LazyCell) Term(l Lazy) *ast.Term {
+	c.v = lazyValue{Lazy: l}
+	c.term.Value = &c.v
+	return &c.term
+}
+
+// lazyValue makes a Lazy an ast.Value; whole is its whole value's term,
+// once made.
+type lazyValue struct {
+	Lazy
+	whole *ast.Term
+}
+
+// wholeTerm returns the term of v's whole value, made on first use.
+func (v *lazyValue) wholeTerm() *ast.Term {
+	if v.whole == nil {
+		v.whole = ast.NewTerm(v.Materialize())
+	}
+	return v.whole
+}
+
+func (v *lazyValue) Compare(o ast.Value) int           { return ast.Compare(v.wholeTerm().Value, o) }
+func (v *lazyValue) Find(p ast.Ref) (ast.Value, error) { return v.wholeTerm().Value.Find(p) }
+func (v *lazyValue) Hash() int                         { return v.wholeTerm().Value.Hash() }
+func (v *lazyValue) IsGround() bool                    { return true }
+func (v *lazyValue) String() string                    { return v.wholeTerm().Value.String() }
+func (v *lazyValue) StringLength() int                 { return v.wholeTerm().Value.StringLength() }
+
+// AsLazy returns the Lazy that v stands for, if it is one.
+func AsLazy(v ast.Value) (Lazy, bool) {
+	if lz, ok := v.(*lazyValue); ok {
+		return lz.Lazy, true
+	}
+	return nil, false
+}
+
+// Whole returns v, made whole if it is lazy (for code other than irvm).
+func Whole(v ast.Value) ast.Value {
+	if lz, ok := v.(*lazyValue); ok {
+		return lz.wholeTerm().Value
+	}
+	return v
+}
+
+// materialize returns t, made whole if it is lazy.
+func materialize(t *ast.Term) *ast.Term {
+	if t == nil {
+		return nil
+	}
+	if lz, ok := t.Value.(*lazyValue); ok {
+		return lz.wholeTerm()
+	}
+	return t
+}
+
+// arrayBuilder is an array that a MakeArrayStmt starts and its
+// ArrayAppendStmts grow in place, as the Wasm target's arrays grow: a
+// Lazy, so that appending costs no allocation of an ast.Array (and of the
+// hashes it keeps) per element, and only a use that needs the whole array
+// makes one.
+type arrayBuilder struct {
+	cell  LazyCell
+	elems []*ast.Term
+}
+
+func newArrayBuilder(capacity int) *ast.Term {
+	b := &arrayBuilder{elems: make([]*ast.Term, 0, capacity)}
+	return b.cell.Term(b)
+}
+
+// appendTo appends v to the array t if t is an arrayBuilder's.
+func appendTo(t, v *ast.Term) bool {
+	lz, ok := value(t).(*lazyValue)
+	if !ok {
+		return false
+	}
+	b, ok := lz.Lazy.(*arrayBuilder)
+	if !ok {
+		return false
+	}
+	b.elems = append(b.elems, v)
+	lz.whole = nil // the array made before this append lacks v
+	return true
+}
+
+func (b *arrayBuilder) Member(key *ast.Term) *ast.Term {
+	n, ok := key.Value.(ast.Number)
+	if !ok {
+		return nil
+	}
+	i, ok := n.Int()
+	if !ok || i < 0 || i >= len(b.elems) {
+		return nil
+	}
+	return b.elems[i]
+}
+
+func (b *arrayBuilder) Members(f func(k, v *ast.Term) bool) {
+	for i, t := range b.elems {
+		if f(ast.InternedTerm(i), t) {
+			return
+		}
+	}
+}
+
+// Materialize returns the elements so far as an array; later appends
+// (beyond its length and capacity) do not change it.
+func (b *arrayBuilder) Materialize() ast.Value {
+	n := len(b.elems)
+	return ast.NewArray(b.elems[:n:n]...)
+}
+
+func (b *arrayBuilder) Type() string { return "array" }
+func (b *arrayBuilder) Len() int     { return len(b.elems) }
