@@ -29,11 +29,13 @@ const (
 // CopyFileRequest is preprocessed as Kata does: the policy sees
 // PolicyCopyFileRequest (file type from the S_IFMT bits of file_mode, the
 // symlink target from data, no data).
-func requestInput(req proto.Message) (ast.Value, error) {
+// The input's values come from enc, which must not be reset while the
+// input is in use.
+func requestInput(req proto.Message, enc *encoder) (ast.Value, error) {
 	if cf, ok := req.(*agent.CopyFileRequest); ok {
 		return copyFileInput(cf)
 	}
-	return LazyInput(req.ProtoReflect()), nil
+	return enc.lazyMessage(req.ProtoReflect()).Value, nil
 }
 
 func copyFileInput(r *agent.CopyFileRequest) (ast.Value, error) {

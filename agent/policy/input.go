@@ -135,6 +135,18 @@ func (e *encoder) term(v ast.Value) *ast.Term {
 	return t
 }
 
+// reset makes e ready to encode another input, reusing its slabs: every
+// value e encoded before is cleared, so none may be in use.
+func (e *encoder) reset() {
+	e.terms.reset()
+	e.strs.reset()
+	e.ptrs.reset()
+	e.msgs.reset()
+	clear(e.kvs[:cap(e.kvs)])
+	e.kvs = e.kvs[:0]
+	e.protoreflectOnly = false
+}
+
 // str returns a term for s. An ast.String held in an ast.Value is a
 // pointer to a string header that Go allocates for each conversion (16
 // bytes, one allocation per string of the input); str puts the headers in

@@ -197,7 +197,7 @@ func TestCopyFileInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := requestInput(tt.req)
+			v, err := requestInput(tt.req, &encoder{})
 			if err != nil {
 				t.Fatal(err)
 			}

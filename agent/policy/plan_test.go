@@ -74,7 +74,7 @@ func TestPlannedMatchesTopdown(t *testing.T) {
 	for name, mutate := range mutations {
 		req := proto.Clone(base).(*agent.CreateContainerRequest)
 		mutate(req)
-		in, err := requestInput(req)
+		in, err := requestInput(req, &encoder{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -51,6 +51,10 @@ type Engine struct {
 	log  *slog.Logger
 	cur  atomic.Pointer[compiled] // nil: no policy loaded
 	mu   sync.Mutex               // serializes evaluation, state updates and policy replacement
+	// encoders holds input encoders between decisions: an input lives
+	// only while its request is decided (the decision, the denial's
+	// prints), so its encoder's slabs serve the next one.
+	encoders sync.Pool
 }
 
 // New returns an engine enforcing policy (Rego text, usually initdata's
@@ -124,7 +128,15 @@ func (e *Engine) Authorize(ctx context.Context, method string, req proto.Message
 		}
 		return e.denied(ctx, c, method, name, nil, "the rule is constant false")
 	}
-	input, err := requestInput(req)
+	enc, _ := e.encoders.Get().(*encoder)
+	if enc == nil {
+		enc = &encoder{}
+	}
+	defer func() {
+		enc.reset()
+		e.encoders.Put(enc)
+	}()
+	input, err := requestInput(req, enc)
 	if err != nil {
 		return &DeniedError{Method: method, Request: name, Rule: c.ruleName(name), Reason: err.Error()}
 	}

@@ -5,10 +5,12 @@ import "unsafe"
 // slab hands out values of type T from chunks allocated together, each
 // chunk twice as large as the last (from minChunk elements up to
 // maxChunkBytes): one allocation for many small values that live and die
-// together, such as the terms of one policy input.
+// together, such as the terms of one policy input. After reset the same
+// chunks, cleared, serve again.
 type slab[T any] struct {
-	free []T
-	size int
+	chunks [][]T // every chunk made, in order
+	used   int   // chunks[:used] have been handed out from
+	free   []T   // the rest of chunks[used-1]
 }
 
 const (
@@ -41,8 +43,25 @@ func (s *slab[T]) take(n int) []T {
 }
 
 func (s *slab[T]) refill() {
-	s.size = min(max(2*s.size, minChunk), s.maxChunk())
-	s.free = make([]T, s.size)
+	if s.used == len(s.chunks) {
+		size := minChunk
+		if s.used > 0 {
+			size = min(2*len(s.chunks[s.used-1]), s.maxChunk())
+		}
+		s.chunks = append(s.chunks, make([]T, size))
+	}
+	s.free = s.chunks[s.used]
+	s.used++
+}
+
+// reset clears every value handed out and makes the chunks available
+// again. Nothing handed out before may be used after.
+func (s *slab[T]) reset() {
+	for _, c := range s.chunks[:s.used] {
+		clear(c)
+	}
+	s.used = 0
+	s.free = nil
 }
 
 // maxChunk is the number of Ts in maxChunkBytes (at least minChunk).
