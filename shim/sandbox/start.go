@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/containerd/ttrpc"
@@ -203,8 +204,28 @@ func causeOf(err error) string {
 	return "other"
 }
 
-// agentPollMax is the longest pause between two probes of a VM's agent.
-const agentPollMax = 200 * time.Millisecond
+// Pauses between two probes of a VM's agent. A VM that refuses the
+// connection has its network up and its agent about to listen (the agent
+// listens a few tens of milliseconds after the network), so it is probed
+// every agentPollRefused; other failures back off from agentPollMin to
+// agentPollMax.
+const (
+	agentPollRefused = 20 * time.Millisecond
+	agentPollMin     = 50 * time.Millisecond
+	agentPollMax     = 200 * time.Millisecond
+)
+
+// nextAgentPoll is the pause after a probe that failed with err, the
+// previous pause having been prev (0 before the first).
+func nextAgentPoll(prev time.Duration, err error) time.Duration {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return agentPollRefused
+	}
+	if prev < agentPollMin {
+		return agentPollMin
+	}
+	return min(2*prev, agentPollMax)
+}
 
 // waitAgent dials the VM until its agent answers Health.Check, then sends
 // the secrets on a config stream. Attestation failures end the wait at once.
@@ -215,7 +236,7 @@ func (mg *Manager) waitAgent(ctx context.Context, s *sandbox, e journal.Entry, c
 	// Poll often: a probe of a VM that is still booting costs one refused
 	// (or unanswered) TCP connect, while every extra gap between probes is
 	// added to the pod's start time once the agent is up.
-	backoff := 50 * time.Millisecond
+	var backoff time.Duration
 	var last error
 	for {
 		err := mg.probe(ctx, s, e, cfg)
@@ -229,6 +250,7 @@ func (mg *Manager) waitAgent(ctx context.Context, s *sandbox, e journal.Entry, c
 			last = err
 		}
 		s.log.Debug("agent not ready", "vm", e.VMName, "err", err)
+		backoff = nextAgentPoll(backoff, err)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -239,7 +261,6 @@ func (mg *Manager) waitAgent(ctx context.Context, s *sandbox, e journal.Entry, c
 			return fmt.Errorf("waiting for the agent of VM %s: %w (last error: %v)", e.VMName, ctx.Err(), last)
 		case <-t.C:
 		}
-		backoff = min(2*backoff, agentPollMax)
 	}
 }
 

@@ -88,13 +88,18 @@ func qemuRSS(name string) (float64, error) {
 func BenchmarkStartVM(b *testing.B) {
 	env, c := benchEnv(b)
 	ctx := context.Background()
+	b.Logf("vcpus=%d kernel cmdline extra=%q", benchVCPUs(b), os.Getenv("LIBVIRT_KERNEL_CMDLINE"))
 	floorImg, err := harness.BuildImage(ctx, env.Root, "./podvm-image/cmd/tcpinit")
 	if err != nil {
 		b.Fatal(err)
 	}
+	vcpus := benchVCPUs(b)
+	// The floor's domain is ours: the same vCPUs, memory and extra kernel
+	// arguments (LIBVIRT_KERNEL_CMDLINE reaches peerpodd through its environment).
 	floorCfg, err := libvirt.LoadConfig(func(k string) string {
 		return map[string]string{"LIBVIRT_NET": env.Bridge.Name, "LIBVIRT_KERNEL": floorImg.Kernel,
-			"LIBVIRT_INITRD": floorImg.Initrd, "LIBVIRT_DATA_DIR": env.DataDir, "LIBVIRT_MEMORY": "512"}[k]
+			"LIBVIRT_INITRD": floorImg.Initrd, "LIBVIRT_DATA_DIR": env.DataDir, "LIBVIRT_MEMORY": "512",
+			"LIBVIRT_CPU": strconv.Itoa(vcpus), "LIBVIRT_KERNEL_CMDLINE": os.Getenv("LIBVIRT_KERNEL_CMDLINE")}[k]
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -109,7 +114,7 @@ func BenchmarkStartVM(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		// Ours: through peerpodd, as the Kata runtime calls it.
-		sb, err := c.NewSandbox(ctx, kataclient.NewSandboxID(), kataclient.Pod{Name: fmt.Sprintf("bench%d", i), Namespace: "default", VCPUs: 1, MemoryMiB: 512, Initdata: harness.TestInitdata()}, "")
+		sb, err := c.NewSandbox(ctx, kataclient.NewSandboxID(), kataclient.Pod{Name: fmt.Sprintf("bench%d", i), Namespace: "default", VCPUs: vcpus, MemoryMiB: 512, Initdata: harness.TestInitdata()}, "")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -161,6 +166,20 @@ func BenchmarkStartVM(b *testing.B) {
 	if st, err := os.Stat(env.Image.Initrd); err == nil {
 		b.ReportMetric(float64(st.Size())/(1<<20), "initramfs-MiB")
 	}
+}
+
+// benchVCPUs is the pod VMs' vCPUs: PEERPOD_BENCH_VCPUS, default 1.
+func benchVCPUs(b *testing.B) int {
+	b.Helper()
+	v := os.Getenv("PEERPOD_BENCH_VCPUS")
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("PEERPOD_BENCH_VCPUS=%q is not a positive number", v)
+	}
+	return n
 }
 
 // BenchmarkFivePods: five pods' StartVM at once; wall time until all agents answer.
