@@ -119,11 +119,12 @@ func Input(m protoreflect.Message) ast.Value {
 // small integers are OPA's shared interned terms. OPA does not modify an
 // input value, so sharing them is safe.
 type encoder struct {
-	terms slab[ast.Term]
-	strs  slab[ast.String] // see str
-	ptrs  slab[*ast.Term]  // element lists and lazy members
-	msgs  slab[lazyMessage]
-	kvs   [][2]*ast.Term // scratch: the members of the objects being encoded
+	terms    slab[ast.Term]
+	strs     slab[ast.String] // see str
+	ptrs     slab[*ast.Term]  // element lists and lazy members
+	msgs     slab[lazyMessage]
+	strLists slab[lazyStrings]
+	kvs      [][2]*ast.Term // scratch: the members of the objects being encoded
 	// protoreflectOnly turns direct struct reads off (for the test
 	// that compares the two ways).
 	protoreflectOnly bool
@@ -142,6 +143,7 @@ func (e *encoder) reset() {
 	e.strs.reset()
 	e.ptrs.reset()
 	e.msgs.reset()
+	e.strLists.reset()
 	clear(e.kvs[:cap(e.kvs)])
 	e.kvs = e.kvs[:0]
 	e.protoreflectOnly = false

@@ -60,6 +60,14 @@ func (l *lazyMessage) Member(key *ast.Term) *ast.Term {
 		} else {
 			t = ast.InternedEmptyArray
 		}
+	case l.rv.IsValid() && f.goKind == goStrings:
+		if v := l.rv.Field(f.goIndex); v.Len() > 0 {
+			ls := l.e.strLists.next()
+			*ls = lazyStrings{e: l.e, rv: v}
+			t = ls.cell.Term(ls)
+		} else {
+			t = ast.InternedEmptyArray
+		}
 	case l.rv.IsValid() && f.goKind == goMessage:
 		if v := l.rv.Field(f.goIndex); !v.IsNil() {
 			t = l.e.lazyMessage(messageOf(v))
@@ -162,4 +170,57 @@ func (l *lazyList) Materialize() ast.Value {
 
 func isMessage(fd protoreflect.FieldDescriptor) bool {
 	return fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind
+}
+
+// lazyStrings is a non-empty []string field of a generated struct, its
+// elements encoded as the policy reads them: a policy that scans a list
+// or looks for one string in it does not need the whole array.
+type lazyStrings struct {
+	cell  irvm.LazyCell
+	e     *encoder
+	rv    reflect.Value
+	elems []*ast.Term
+}
+
+func (l *lazyStrings) elem(i int) *ast.Term {
+	if l.elems == nil {
+		l.elems = l.e.ptrs.take(l.rv.Len())
+	}
+	if l.elems[i] == nil {
+		l.elems[i] = l.e.str(l.rv.Index(i).String())
+	}
+	return l.elems[i]
+}
+
+// Type is "array".
+func (l *lazyStrings) Type() string { return "array" }
+
+// Len is the list's length.
+func (l *lazyStrings) Len() int { return l.rv.Len() }
+
+func (l *lazyStrings) Member(key *ast.Term) *ast.Term {
+	n, ok := key.Value.(ast.Number)
+	if !ok {
+		return nil
+	}
+	i, ok := n.Int()
+	if !ok || i < 0 || i >= l.rv.Len() {
+		return nil
+	}
+	return l.elem(i)
+}
+
+func (l *lazyStrings) Members(f func(k, v *ast.Term) bool) {
+	for i := range l.rv.Len() {
+		if f(ast.InternedTerm(i), l.elem(i)) {
+			return
+		}
+	}
+}
+
+func (l *lazyStrings) Materialize() ast.Value {
+	for i := range l.rv.Len() {
+		l.elem(i)
+	}
+	return ast.NewArray(l.elems...)
 }

@@ -448,6 +448,17 @@ func (e *evaluation) call(l locals, s *ir.CallStmt) (*ast.Term, error) {
 			}
 		}
 	}
+	if target.member && len(s.Args) == 2 {
+		// x in a lazy array or object: its members compared one by one,
+		// as the built-in compares them, without making it whole.
+		if lz, ok := value(e.raw(l, s.Args[1])).(*lazyValue); ok && lz.Type() != "set" {
+			x := e.operand(l, s.Args[0])
+			if x == nil {
+				return nil, nil
+			}
+			return ast.InternedTerm(lazyContains(lz.Lazy, x)), nil
+		}
+	}
 	args := e.args[:0]
 	for _, a := range s.Args {
 		t := e.operand(l, a)

@@ -54,6 +54,7 @@ type callTarget struct {
 	fn      *function
 	builtin topdown.BuiltinFunc
 	count   bool // the built-in is count
+	member  bool // the built-in is internal.member_2 (x in coll)
 }
 
 type function struct {
@@ -155,7 +156,7 @@ func (p *Program) check(s ir.Stmt) error {
 		if !ok {
 			return fmt.Errorf("irvm: call of unknown function %s", s.Func)
 		}
-		p.calls[s] = callTarget{builtin: b, count: s.Func == "count"}
+		p.calls[s] = callTarget{builtin: b, count: s.Func == "count", member: s.Func == "internal.member_2"}
 	case *ir.MakeNumberRefStmt:
 		if s.Index < 0 || s.Index >= len(p.numbers) || p.numbers[s.Index] == nil {
 			return fmt.Errorf("irvm: number constant %d is not a number", s.Index)

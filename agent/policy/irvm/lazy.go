@@ -152,3 +152,22 @@ func (b *arrayBuilder) Materialize() ast.Value {
 
 func (b *arrayBuilder) Type() string { return "array" }
 func (b *arrayBuilder) Len() int     { return len(b.elems) }
+
+// lazyContains reports whether an array's or an object's value equals x
+// (the Rego "x in coll" on arrays and objects).
+func lazyContains(lz Lazy, x *ast.Term) bool {
+	if n, ok := lz.(interface{ Len() int }); ok && lz.Type() == "array" {
+		for i := range n.Len() {
+			if x.Equal(materialize(lz.Member(ast.InternedTerm(i)))) {
+				return true
+			}
+		}
+		return false
+	}
+	found := false
+	lz.Members(func(_, v *ast.Term) bool {
+		found = x.Equal(materialize(v))
+		return found
+	})
+	return found
+}
