@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // NetConfig is the guest's network setting, read from the kernel command line:
@@ -106,8 +107,45 @@ func ConfigureNetwork(ctx context.Context, nc NetConfig, timeout time.Duration) 
 		if err := netlink.RouteReplace(r); err != nil {
 			return fmt.Errorf("boot: default route via %s: %w", nc.Gateway, err)
 		}
+		go announce(link.Attrs().Index, nc.Gateway, announceCarrierWait)
 	}
 	return nil
+}
+
+// announceCarrierWait bounds announce's wait for the NIC's carrier.
+const announceCarrierWait = 2 * time.Second
+
+// announce makes the host learn the guest's MAC address as soon as the
+// NIC carries frames. A node that dialled the guest before it was up holds
+// an unresolved ARP entry and asks again only once a second; the gratuitous
+// ARP of arp_notify refreshes such an entry but is lost when it leaves
+// before the carrier is up, and a host ignores it once the entry has failed.
+// An ARP request for the gateway's own address is recorded by the gateway
+// whatever the state of its entry, so announce sends one datagram to the
+// gateway's discard port (9), whose ARP resolution makes that request. It
+// runs in the background and gives up quietly: without it the host still
+// learns the address, a second later.
+func announce(linkIndex int, gw netip.Addr, wait time.Duration) {
+	deadline := time.Now().Add(wait)
+	for {
+		l, err := netlink.LinkByIndex(linkIndex)
+		if err != nil {
+			return
+		}
+		if l.Attrs().RawFlags&unix.IFF_LOWER_UP != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(gw, 9)))
+	if err != nil {
+		return
+	}
+	_, _ = c.Write([]byte{0})
+	_ = c.Close()
 }
 
 // waitNIC returns the first non-loopback device link, waiting for the driver to probe it.
