@@ -12,11 +12,12 @@ import (
 // every string costs an allocation (reflect's Convert of an addressable
 // value) and every list a wrapper. The agent's requests are generated Go
 // structs, so the encoder reads the common kinds of field (strings, bools,
-// integers and enums, string lists, messages and message lists) straight
-// from the struct with Go reflection, which allocates nothing; other
-// fields (maps, oneofs, optional scalars, floats, bytes, other lists) and
-// messages that are not generated structs go through protoreflect. Both
-// paths give the same value (TestDirectMatchesProtoreflect).
+// integers and enums, string lists, messages and message lists, string
+// maps) straight from the struct with Go reflection, which allocates
+// nothing; other fields (other maps, oneofs, optional scalars, floats,
+// bytes, other lists) and messages that are not generated structs go
+// through protoreflect. Both paths give the same value
+// (TestDirectMatchesProtoreflect).
 
 // goKind is how a field is read from its Go struct field; goNone is
 // through protoreflect.
@@ -31,6 +32,7 @@ const (
 	goStrings         // []string
 	goMessage         // *T, a generated message
 	goMessages        // []*T of generated messages
+	goStringMap       // map[string]string
 )
 
 // directFields sets goKind and goIndex of p's fields from the Go struct
@@ -56,7 +58,7 @@ func directFields(p *messagePlan, st reflect.Type) {
 	}
 	for i := range p.fields {
 		f := &p.fields[i]
-		if f.oneof != nil || f.nullable || f.field.IsMap() {
+		if f.oneof != nil || f.nullable {
 			continue
 		}
 		idx, ok := byName[string(f.field.Name())+"#"+strconv.Itoa(int(f.field.Number()))]
@@ -73,6 +75,13 @@ func directFields(p *messagePlan, st reflect.Type) {
 // kindOf is how a field of proto kind fd is read from a Go field of type
 // t, goNone when t is not the type generated code uses for it.
 func kindOf(fd protoreflect.FieldDescriptor, t reflect.Type) goKind {
+	if fd.IsMap() {
+		if fd.MapKey().Kind() == protoreflect.StringKind && fd.MapValue().Kind() == protoreflect.StringKind &&
+			t == reflect.TypeFor[map[string]string]() {
+			return goStringMap
+		}
+		return goNone
+	}
 	if fd.IsList() {
 		if t.Kind() != reflect.Slice {
 			return goNone

@@ -253,6 +253,19 @@ func (e *encoder) direct(v reflect.Value, f *fieldPlan) *ast.Term {
 			terms[i] = e.message(messageOf(v.Index(i)))
 		}
 		return e.term(ast.NewArray(terms...))
+	case goStringMap:
+		m := v.Interface().(map[string]string)
+		if len(m) == 0 {
+			return ast.InternedEmptyObject
+		}
+		start := len(e.kvs)
+		for k, s := range m {
+			e.kvs = append(e.kvs, [2]*ast.Term{e.str(k), e.str(s)})
+		}
+		obj := ast.NewObject(e.kvs[start:]...)
+		clear(e.kvs[start:])
+		e.kvs = e.kvs[:start]
+		return e.term(obj)
 	}
 	panic("policy: direct read of a field without a Go kind")
 }
