@@ -24,15 +24,15 @@ import (
 type goKind uint8
 
 const (
-	goNone     goKind = iota
-	goString          // string
-	goBool            // bool
-	goInt             // int32, int64 or an enum (a named int32)
-	goUint            // uint32 or uint64
-	goStrings         // []string
-	goMessage         // *T, a generated message
-	goMessages        // []*T of generated messages
-	goStringMap       // map[string]string
+	goNone      goKind = iota
+	goString           // string
+	goBool             // bool
+	goInt              // int32, int64 or an enum (a named int32)
+	goUint             // uint32 or uint64
+	goStrings          // []string
+	goMessage          // *T, a generated message
+	goMessages         // []*T of generated messages
+	goStringMap        // map[string]string
 )
 
 // directFields sets goKind and goIndex of p's fields from the Go struct
