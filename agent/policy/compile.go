@@ -36,6 +36,10 @@ type compiled struct {
 	// rule); data is the data document they read (the policy state).
 	programs map[string]*irvm.Program // guarded by Engine.mu
 	data     ast.Value                // guarded by Engine.mu
+	// pstate is the policy state (data.pstate) as a Go value; the store
+	// lags behind it while storeStale (syncStore).
+	pstate     any  // guarded by Engine.mu
+	storeStale bool // guarded by Engine.mu
 
 	printOnce     sync.Once
 	printCompiler *ast.Compiler
@@ -94,6 +98,7 @@ func compile(ctx context.Context, policy string) (*compiled, error) {
 		queries:  map[string]*rego.PreparedEvalQuery{},
 		programs: map[string]*irvm.Program{},
 		data:     ast.NewObject(ast.Item(ast.StringTerm("pstate"), ast.ObjectTerm())),
+		pstate:   map[string]any{},
 	}
 	for _, r := range mod.Rules {
 		ref := r.Head.Ref()
@@ -180,6 +185,17 @@ func (c *compiled) decide(ctx context.Context, name string, input ast.Value) (al
 	if !c.rules[name] {
 		return false, "the policy has no rule for this request"
 	}
+	allowed, reason = c.decideResult(ctx, name, input)
+	if !allowed {
+		// The denial's prints are evaluated by topdown, on the store.
+		if err := c.syncStore(ctx); err != nil {
+			reason += "; " + err.Error()
+		}
+	}
+	return allowed, reason
+}
+
+func (c *compiled) decideResult(ctx context.Context, name string, input ast.Value) (allowed bool, reason string) {
 	result, err := c.eval(ctx, name, input)
 	if err != nil {
 		return false, "evaluation failed: " + err.Error()
@@ -202,7 +218,7 @@ func (c *compiled) decide(ctx context.Context, name string, input ast.Value) (al
 			return false, "the rule returned allowed=false for this request"
 		}
 		if ops, present := v["ops"]; present && ops != nil {
-			if err := c.applyOps(ctx, ops); err != nil {
+			if err := c.applyOps(ops); err != nil {
 				return false, "apply policy state ops: " + err.Error()
 			}
 		}
@@ -228,6 +244,9 @@ func (c *compiled) eval(ctx context.Context, name string, input ast.Value) (any,
 	}
 	pq, err := c.query(ctx, name)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.syncStore(ctx); err != nil {
 		return nil, err
 	}
 	rs, err := pq.Eval(ctx, rego.EvalParsedInput(irvm.Whole(input)))

@@ -113,6 +113,12 @@ func readState(t *testing.T, e *Engine) map[string]any {
 	t.Helper()
 	c := e.cur.Load()
 	ctx := context.Background()
+	e.mu.Lock()
+	err := c.syncStore(ctx)
+	e.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
 	txn, err := c.store.NewTransaction(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -51,3 +51,64 @@ func TestDecisionsShareNothing(t *testing.T) {
 		}
 	}
 }
+
+// statePolicy records containers in the policy state with planned rules;
+// its denial prints the state, and RemoveContainerRequest (time.now_ns
+// makes it unplannable) reads the state through topdown.
+const statePolicy = `package agent_policy
+
+import rego.v1
+
+default CreateContainerRequest := {"allowed": false}
+
+CreateContainerRequest := {"allowed": true, "ops": [{"op": "add", "path": concat("", ["/pstate/c_", input.container_id]), "value": 1}]} if {
+	input.container_id != "bad"
+	not data.pstate[concat("", ["c_", input.container_id])]
+} else := {"allowed": false} if {
+	print("known:", concat(",", sort(object.keys(data.pstate))))
+}
+
+default RemoveContainerRequest := false
+
+RemoveContainerRequest if {
+	time.now_ns() > 0
+	data.pstate[concat("", ["c_", input.container_id])]
+}
+`
+
+// The store that topdown reads (denial prints, rules without a plan)
+// follows the policy state that planned rules change.
+func TestStoreFollowsState(t *testing.T) {
+	ctx := context.Background()
+	e := newEngine(t, statePolicy, Options{})
+	create := func(id string) error {
+		return e.Authorize(ctx, "CreateContainer", &agent.CreateContainerRequest{ContainerId: id})
+	}
+	remove := func(id string) error {
+		return e.Authorize(ctx, "RemoveContainer", &agent.RemoveContainerRequest{ContainerId: id})
+	}
+	for _, id := range []string{"a", "b"} {
+		if err := create(id); err != nil {
+			t.Fatalf("create %s: %v", id, err)
+		}
+	}
+	if err := remove("b"); err != nil {
+		t.Fatalf("remove b (recorded by a planned rule, read by topdown): %v", err)
+	}
+	var denied *DeniedError
+	if err := create("bad"); !errors.As(err, &denied) || denied.Prints != "known: c_a,c_b" {
+		t.Fatalf("create bad = %v, want a denial printing the two recorded containers", err)
+	}
+	if err := remove("z"); !IsDenied(err) {
+		t.Fatalf("remove z = %v, want denied", err)
+	}
+	if err := create("c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := create("c"); !errors.As(err, &denied) || denied.Prints != "known: c_a,c_b,c_c" {
+		t.Fatalf("create c again = %v, want a denial printing three containers", err)
+	}
+	if c := e.cur.Load(); c.programs["RemoveContainerRequest"] != nil || c.programs["CreateContainerRequest"] == nil {
+		t.Fatal("CreateContainerRequest should be planned and RemoveContainerRequest not")
+	}
+}

@@ -18,7 +18,12 @@ import (
 
 var pstatePath = storage.MustParsePath("/pstate")
 
-func (c *compiled) applyOps(ctx context.Context, raw any) error {
+// applyOps applies the ops of an allowing result to the policy state: to
+// c.pstate and c.data, which planned rules read. The store, which only
+// topdown reads (rules without a plan, denial prints), is brought up to
+// date by syncStore when topdown is about to read it. The caller holds
+// Engine.mu.
+func (c *compiled) applyOps(raw any) error {
 	list, ok := raw.([]any)
 	if !ok {
 		return errOpsShape
@@ -26,25 +31,15 @@ func (c *compiled) applyOps(ctx context.Context, raw any) error {
 	if len(list) == 0 {
 		return nil
 	}
-	txn, err := c.store.NewTransaction(ctx, storage.WriteParams)
-	if err != nil {
-		return err
-	}
-	cur, err := c.store.Read(ctx, txn, pstatePath)
-	if err != nil {
-		c.store.Abort(ctx, txn)
-		return fmt.Errorf("read /pstate: %w", err)
-	}
-	root := map[string]any{"pstate": deepCopy(cur)}
-	var doc any = root
+	// The ops apply to a copy, so that a failing one changes nothing.
+	var doc any = map[string]any{"pstate": deepCopy(c.pstate)}
 	for i, o := range list {
 		op, ok := o.(map[string]any)
 		if !ok {
-			c.store.Abort(ctx, txn)
 			return fmt.Errorf("op %d: %w", i, errOpsShape)
 		}
+		var err error
 		if doc, err = applyOp(doc, op); err != nil {
-			c.store.Abort(ctx, txn)
 			return fmt.Errorf("op %d: %w", i, err)
 		}
 	}
@@ -52,19 +47,32 @@ func (c *compiled) applyOps(ctx context.Context, raw any) error {
 	if !ok {
 		next = map[string]any{}
 	}
-	if err := c.store.Write(ctx, txn, storage.ReplaceOp, pstatePath, next); err != nil {
+	data, err := ast.InterfaceToValue(map[string]any{"pstate": next})
+	if err != nil {
+		return fmt.Errorf("policy state as a value: %w", err)
+	}
+	c.pstate, c.data, c.storeStale = next, data, true
+	return nil
+}
+
+// syncStore writes the policy state to the store if ops changed it since
+// the last write. The caller holds Engine.mu.
+func (c *compiled) syncStore(ctx context.Context) error {
+	if !c.storeStale {
+		return nil
+	}
+	txn, err := c.store.NewTransaction(ctx, storage.WriteParams)
+	if err != nil {
+		return fmt.Errorf("write /pstate: %w", err)
+	}
+	if err := c.store.Write(ctx, txn, storage.ReplaceOp, pstatePath, deepCopy(c.pstate)); err != nil {
 		c.store.Abort(ctx, txn)
 		return fmt.Errorf("write /pstate: %w", err)
 	}
-	data, err := ast.InterfaceToValue(map[string]any{"pstate": next})
-	if err != nil {
-		c.store.Abort(ctx, txn)
-		return fmt.Errorf("policy state as a value: %w", err)
-	}
 	if err := c.store.Commit(ctx, txn); err != nil {
-		return err
+		return fmt.Errorf("write /pstate: %w", err)
 	}
-	c.data = data
+	c.storeStale = false
 	return nil
 }
 
