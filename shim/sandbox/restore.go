@@ -7,7 +7,7 @@ import (
 	"github.com/peerpod/peerpod/api/initdata"
 	"github.com/peerpod/peerpod/shim/journal"
 	"github.com/peerpod/peerpod/tunnel"
-	"github.com/peerpod/peerpod/tunnel/attest"
+	"github.com/peerpod/peerpod/tunnel/attest/verify"
 )
 
 // Restore reloads the journal after a start or restart. It returns once
@@ -91,7 +91,7 @@ func (mg *Manager) reattach(s *sandbox, e journal.Entry) error {
 		}
 		digest = in.Digest()
 	}
-	v, err := attest.NewVerifier(mg.opts.Attester, attest.Expectations{InitdataDigest: digest})
+	v, err := verify.NewVerifier(mg.opts.Attester, verify.Expectations{InitdataDigest: digest})
 	if err != nil {
 		return err
 	}

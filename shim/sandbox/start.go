@@ -22,6 +22,7 @@ import (
 	"github.com/peerpod/peerpod/shim/retry"
 	"github.com/peerpod/peerpod/tunnel"
 	"github.com/peerpod/peerpod/tunnel/attest"
+	"github.com/peerpod/peerpod/tunnel/attest/verify"
 )
 
 // StartVM makes the sandbox's VM and returns once its agent answers
@@ -67,7 +68,7 @@ func (mg *Manager) StartVM(ctx context.Context, id string) error {
 		}
 		digest = in.Digest()
 	}
-	verifier, err := attest.NewVerifier(mg.opts.Attester, attest.Expectations{InitdataDigest: digest})
+	verifier, err := verify.NewVerifier(mg.opts.Attester, verify.Expectations{InitdataDigest: digest})
 	if err != nil {
 		return mg.fail(s, e, "config", fmt.Errorf("start sandbox %s: %w", id, err))
 	}

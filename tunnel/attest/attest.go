@@ -1,8 +1,10 @@
-// Package attest makes and checks the attested TLS certificates of the pod VM:
-// the agent's key is made inside the VM and its self-signed certificate carries
+// Package attest makes the attested TLS certificates of the pod VM: the
+// agent's key is made inside the VM and its self-signed certificate carries
 // hardware evidence (TDX, SNP, or an explicitly fake kind for CI) whose report
-// data binds that key and the initdata digest. The node verifies the evidence
-// through the tunnel's Verifier hook before it opens a single stream.
+// data binds that key and the initdata digest. It also defines that evidence.
+// The node checks it with package verify, through the tunnel's Verifier hook,
+// before it opens a single stream; the VM links only this package, none of
+// the verifiers' trust roots and collateral code.
 package attest
 
 import (
@@ -41,7 +43,7 @@ type Attester interface {
 	Certificate(ctx context.Context, initdataDigest []byte) (tls.Certificate, error)
 }
 
-// Verifier is the tunnel's peer check; attest's verifiers plug into
+// Verifier is the tunnel's peer check; package verify's verifiers plug into
 // tunnel.Config.Verifier.
 type Verifier = tunnel.Verifier
 
@@ -62,41 +64,5 @@ func NewAttester(kind string) (Attester, error) {
 		return nil, errors.New("attest: attester kind is empty (want " + kindList + ")")
 	default:
 		return nil, fmt.Errorf("attest: unknown attester kind %q (want %s)", kind, kindList)
-	}
-}
-
-// Expectations are what the node requires of a VM's evidence.
-type Expectations struct {
-	// InitdataDigest is the digest of the VM's initdata TOML (api/initdata);
-	// empty when the pod has no initdata. It is bound through report data.
-	InitdataDigest []byte
-	// TDX holds the TDX measurement checks; nil checks only the quote's
-	// signature chain and report data.
-	TDX *TDXExpectations
-	// SNP holds the SEV-SNP measurement checks (also of az-snp-vtpm's
-	// report); nil checks only the report's signature chain and report data.
-	SNP *SNPExpectations
-	// VTPM holds expected PCR values for az-snp-vtpm; nil checks the quote
-	// and the initdata PCR only.
-	VTPM *VTPMExpectations
-}
-
-// NewVerifier returns the node-side verifier for evidence of kind. A verifier
-// accepts only evidence of its own kind: a tdx or snp verifier never accepts
-// fake evidence.
-func NewVerifier(kind string, want Expectations) (tunnel.Verifier, error) {
-	switch kind {
-	case KindFake:
-		return &certVerifier{kind: KindFake, want: want, check: verifyFake}, nil
-	case KindTDX:
-		return newTDXVerifier(want)
-	case KindSNP:
-		return newSNPVerifier(want)
-	case KindAzSNPVTPM:
-		return newAzVTPMVerifier(want)
-	case "":
-		return nil, errors.New("attest: verifier kind is empty (want " + kindList + ")")
-	default:
-		return nil, fmt.Errorf("attest: unknown verifier kind %q (want %s)", kind, kindList)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
@@ -13,7 +15,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
@@ -31,6 +35,8 @@ const (
 	// (RSA 2048, RSASSA with SHA-256), whose public key the HCL report's
 	// runtime claims carry as the JWK with kid "HCLAkPub".
 	AzureAKHandle uint32 = 0x81000003
+	// AzureAKKeyID is the kid of the AK's JWK in the HCL report's runtime claims.
+	AzureAKKeyID = "HCLAkPub"
 	// AzureTHIMURL is the instance metadata endpoint that returns the VM's
 	// VCEK certificate (PEM, "vcekCert") inside an Azure CVM.
 	AzureTHIMURL = "http://169.254.169.254/metadata/THIM/amd/certification"
@@ -41,10 +47,13 @@ const (
 	TPMDevice = "/dev/tpmrm0"
 )
 
+// QuotePCRCount is how many PCRs of the SHA-256 bank a quote covers: 0-23.
+const QuotePCRCount = 24
+
 // quotePCRs are the PCRs of the SHA-256 bank every quote covers: all of the
 // PC client profile's 24, so relying parties can also check the boot chain.
 var quotePCRs = func() []uint {
-	p := make([]uint, 24)
+	p := make([]uint, QuotePCRCount)
 	for i := range p {
 		p[i] = uint(i)
 	}
@@ -154,7 +163,7 @@ func (a *AzVTPMAttester) Certificate(ctx context.Context, initdataDigest []byte)
 	if err := a.BindInitdata(initdataDigest); err != nil {
 		return tls.Certificate{}, fmt.Errorf("attest %s: %w", KindAzSNPVTPM, err)
 	}
-	return newAttestedCertificate(ctx, KindAzSNPVTPM, initdataDigest, a.evidence)
+	return NewCertificate(ctx, KindAzSNPVTPM, initdataDigest, a.Evidence)
 }
 
 // BindInitdata extends PCR 8 of the SHA-256 bank with
@@ -186,17 +195,18 @@ func (a *AzVTPMAttester) BindInitdata(initdataDigest []byte) error {
 	return nil
 }
 
-// evidence reads the HCL report and quotes the PCRs over report data rd.
-func (a *AzVTPMAttester) evidence(ctx context.Context, rd []byte) (*Evidence, error) {
+// Evidence reads the HCL report and quotes the PCRs over report data rd; it
+// is the attester's EvidenceFunc and binds no initdata (Certificate does).
+func (a *AzVTPMAttester) Evidence(ctx context.Context, rd []byte) (*Evidence, error) {
 	raw, err := readNV(a.cfg.TPM, a.cfg.ReportIndex)
 	if err != nil {
 		return nil, fmt.Errorf("read HCL report from NV index %#x: %w", a.cfg.ReportIndex, err)
 	}
-	hcl, err := parseHCLReport(raw)
+	hcl, err := ParseHCLReport(raw)
 	if err != nil {
 		return nil, fmt.Errorf("HCL report in NV index %#x: %w", a.cfg.ReportIndex, err)
 	}
-	claimed, err := hcl.akPublic()
+	claimed, err := hcl.AKPublic()
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +215,7 @@ func (a *AzVTPMAttester) evidence(ctx context.Context, rd []byte) (*Evidence, er
 		return nil, err
 	}
 	if !claimed.Equal(ak.key) {
-		return nil, fmt.Errorf("AK at handle %#x is not the key %s of the HCL report's runtime claims", a.cfg.AKHandle, akKeyID)
+		return nil, fmt.Errorf("AK at handle %#x is not the key %s of the HCL report's runtime claims", a.cfg.AKHandle, AzureAKKeyID)
 	}
 	q, err := quote(a.cfg.TPM, ak, QuoteQualifyingData(rd))
 	if err != nil {
@@ -219,7 +229,7 @@ func (a *AzVTPMAttester) evidence(ctx context.Context, rd []byte) (*Evidence, er
 			q.VCEK = vcek
 		}
 	}
-	return &Evidence{Kind: KindAzSNPVTPM, ReportData: rd, Report: hcl.raw, VTPM: q}, nil
+	return &Evidence{Kind: KindAzSNPVTPM, ReportData: rd, Report: hcl.Raw, VTPM: q}, nil
 }
 
 // tpmKey is a loaded signing key: its handle, name and public key.
@@ -308,7 +318,7 @@ func readPCRs(tpm transport.TPM, pcrs []uint) ([][]byte, error) {
 			if s.Hash != tpm2.TPMAlgSHA256 {
 				continue
 			}
-			out = append(out, selectedPCRs(s.PCRSelect)...)
+			out = append(out, SelectedPCRs(s.PCRSelect)...)
 		}
 		if len(out) == 0 || len(out) != len(rsp.PCRValues.Digests) {
 			return nil, fmt.Errorf("read PCRs %v (sha256): TPM returned %d values for %d PCRs", want, len(rsp.PCRValues.Digests), len(out))
@@ -327,8 +337,8 @@ func readPCRs(tpm transport.TPM, pcrs []uint) ([][]byte, error) {
 	return vals, nil
 }
 
-// selectedPCRs lists the PCRs set in a TPMS_PCR_SELECTION bitmap, ascending.
-func selectedPCRs(bitmap []byte) []uint {
+// SelectedPCRs lists the PCRs set in a TPMS_PCR_SELECTION bitmap, ascending.
+func SelectedPCRs(bitmap []byte) []uint {
 	var pcrs []uint
 	for i, b := range bitmap {
 		for bit := range 8 {
@@ -428,23 +438,33 @@ const (
 	hclClaimsHeaderOff  = hclHeaderSize + abi.ReportSize
 	hclClaimsOff        = hclClaimsHeaderOff + 20
 	hclReportTypeSNP    = 2
-	hclHashSHA256       = 1
-	hclHashSHA384       = 2
-	hclHashSHA512       = 3
-	akKeyID             = "HCLAkPub"
 	maxHCLClaimsSize    = 64 << 10
 	snpReportDataOffset = 0x50
 )
 
-// hclReport is a parsed HCL report; nothing in it is verified.
-type hclReport struct {
-	raw      []byte
-	snp      []byte
-	hashType uint32
-	claims   []byte
+// Hash types of an HCL report's runtime claims (HCLReport.ClaimsHashType).
+const (
+	HCLHashSHA256 = 1
+	HCLHashSHA384 = 2
+	HCLHashSHA512 = 3
+)
+
+// HCLReport is a parsed HCL report (the paravisor's SNP report and its
+// runtime claims, as the vTPM holds it); nothing in it is verified.
+type HCLReport struct {
+	// Raw is the report up to the end of its runtime claims.
+	Raw []byte
+	// SNPReport is the SEV-SNP attestation report inside it.
+	SNPReport []byte
+	// ClaimsHashType names the hash of the claims in the SNP report's
+	// REPORT_DATA: HCLHashSHA256, HCLHashSHA384 or HCLHashSHA512.
+	ClaimsHashType uint32
+	// Claims are the runtime claims (JSON, with the AK as a JWK).
+	Claims []byte
 }
 
-func parseHCLReport(b []byte) (*hclReport, error) {
+// ParseHCLReport splits an HCL report read from the vTPM into its parts.
+func ParseHCLReport(b []byte) (*HCLReport, error) {
 	if len(b) < hclClaimsOff {
 		return nil, fmt.Errorf("HCL report is %d bytes, shorter than its fixed part (%d)", len(b), hclClaimsOff)
 	}
@@ -460,10 +480,59 @@ func parseHCLReport(b []byte) (*hclReport, error) {
 		return nil, fmt.Errorf("HCL report claims size %d exceeds the %d bytes after the header", n, len(b)-hclClaimsOff)
 	}
 	end := hclClaimsOff + int(n)
-	return &hclReport{
-		raw:      b[:end],
-		snp:      b[hclHeaderSize:hclClaimsHeaderOff],
-		hashType: le.Uint32(b[hclClaimsHeaderOff+12:]),
-		claims:   b[hclClaimsOff:end],
+	return &HCLReport{
+		Raw:            b[:end],
+		SNPReport:      b[hclHeaderSize:hclClaimsHeaderOff],
+		ClaimsHashType: le.Uint32(b[hclClaimsHeaderOff+12:]),
+		Claims:         b[hclClaimsOff:end],
 	}, nil
+}
+
+// jwk is the part of a JSON web key the runtime claims carry for the AK.
+type jwk struct {
+	Kid string `json:"kid"`
+	Kty string `json:"kty"`
+	N   string `json:"n"`
+	E   string `json:"e"`
+}
+
+// AKPublic returns the RSA key of the runtime claims' JWK "HCLAkPub".
+func (h *HCLReport) AKPublic() (*rsa.PublicKey, error) {
+	var claims struct {
+		Keys []jwk `json:"keys"`
+	}
+	if err := json.Unmarshal(h.Claims, &claims); err != nil {
+		return nil, fmt.Errorf("HCL runtime claims are not JSON: %w", err)
+	}
+	var found []jwk
+	for _, k := range claims.Keys {
+		if k.Kid == AzureAKKeyID {
+			found = append(found, k)
+		}
+	}
+	if len(found) != 1 {
+		return nil, fmt.Errorf("HCL runtime claims have %d keys with kid %q, want 1", len(found), AzureAKKeyID)
+	}
+	k := found[0]
+	if k.Kty != "RSA" {
+		return nil, fmt.Errorf("HCL runtime claims key %s has kty %q, want RSA", AzureAKKeyID, k.Kty)
+	}
+	n, err1 := b64url(k.N)
+	e, err2 := b64url(k.E)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("HCL runtime claims key %s: %w", AzureAKKeyID, err)
+	}
+	if len(e) == 0 || len(e) > 4 || len(n) < 256 {
+		return nil, fmt.Errorf("HCL runtime claims key %s: modulus of %d bits or exponent of %d bytes refused", AzureAKKeyID, 8*len(n), len(e))
+	}
+	exp := new(big.Int).SetBytes(e)
+	return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(exp.Int64())}, nil
+}
+
+func b64url(s string) ([]byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	if err != nil {
+		return nil, fmt.Errorf("base64url: %w", err)
+	}
+	return b, nil
 }

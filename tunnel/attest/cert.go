@@ -17,14 +17,15 @@ import (
 // as the agent process; the node checks evidence, not the validity period.
 const certValidity = 10 * 365 * 24 * time.Hour
 
-// evidenceFunc produces the kind-specific part of the evidence for the given
+// EvidenceFunc produces the kind-specific part of the evidence for the given
 // 64-byte report data.
-type evidenceFunc func(ctx context.Context, reportData []byte) (*Evidence, error)
+type EvidenceFunc func(ctx context.Context, reportData []byte) (*Evidence, error)
 
-// newAttestedCertificate makes a fresh P-256 key, computes the report data
-// that binds its public key and initdataDigest, asks produce for evidence
-// over it, and returns a self-signed certificate carrying that evidence.
-func newAttestedCertificate(ctx context.Context, kind string, initdataDigest []byte, produce evidenceFunc) (tls.Certificate, error) {
+// NewCertificate makes a fresh P-256 key, computes the report data that
+// binds its public key and initdataDigest, asks produce for evidence over
+// it, and returns a self-signed certificate carrying that evidence. The
+// attesters use it; so can one for another evidence source.
+func NewCertificate(ctx context.Context, kind string, initdataDigest []byte, produce EvidenceFunc) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("attest %s: generate key: %w", kind, err)

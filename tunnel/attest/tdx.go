@@ -3,43 +3,10 @@ package attest
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"time"
 
-	tdxabi "github.com/google/go-tdx-guest/abi"
 	tdxclient "github.com/google/go-tdx-guest/client"
-	tdxpb "github.com/google/go-tdx-guest/proto/tdx"
-	tdxvalidate "github.com/google/go-tdx-guest/validate"
-	tdxverify "github.com/google/go-tdx-guest/verify"
-	tdxtrust "github.com/google/go-tdx-guest/verify/trust"
 )
-
-// tdxMeasurementSize is the size of MRTD, RTMRs and MRCONFIGID.
-const tdxMeasurementSize = 48
-
-// TDXExpectations are the TDX checks the node makes beyond the quote's
-// signature chain and report data. A nil or empty field is not checked.
-type TDXExpectations struct {
-	// MRTD is the TD's build-time measurement (48 bytes).
-	MRTD []byte
-	// RTMRs are the run-time measurement registers 0-3 (48 bytes each); a
-	// nil entry is not checked.
-	RTMRs [4][]byte
-	// MRConfigID is the launcher-set config ID (48 bytes); where peerpod
-	// launches the TD itself it is initdata.Fit(digest, 48).
-	MRConfigID []byte
-	// TrustedRoots replaces Intel's SGX root CA (tests only).
-	TrustedRoots *x509.CertPool
-	// GetCollateral fetches TCB info and QE identity from Intel PCS and
-	// checks them (and revocations); needs Getter or HTTPS access.
-	GetCollateral bool
-	// Getter fetches collateral; nil uses HTTPS.
-	Getter tdxtrust.HTTPSGetter
-	// Now is the verification time; zero means time.Now (tests set it to
-	// the validity period of recorded quotes).
-	Now time.Time
-}
 
 // TDXAttester gets TDX quotes from the guest's quote provider.
 type TDXAttester struct {
@@ -66,7 +33,7 @@ func (*TDXAttester) Kind() string { return KindTDX }
 // Certificate returns a certificate whose evidence is a TDX quote over the
 // binding report data.
 func (a *TDXAttester) Certificate(ctx context.Context, initdataDigest []byte) (tls.Certificate, error) {
-	return newAttestedCertificate(ctx, KindTDX, initdataDigest, func(_ context.Context, rd []byte) (*Evidence, error) {
+	return NewCertificate(ctx, KindTDX, initdataDigest, func(_ context.Context, rd []byte) (*Evidence, error) {
 		var data [ReportDataSize]byte
 		copy(data[:], rd)
 		raw, err := tdxclient.GetRawQuote(a.qp, data)
@@ -78,103 +45,4 @@ func (a *TDXAttester) Certificate(ctx context.Context, initdataDigest []byte) (t
 		}
 		return &Evidence{Kind: KindTDX, ReportData: rd, Report: raw}, nil
 	})
-}
-
-func newTDXVerifier(want Expectations) (Verifier, error) {
-	if exp := want.TDX; exp != nil {
-		check := func(name string, b []byte) error {
-			if len(b) != 0 && len(b) != tdxMeasurementSize {
-				return fmt.Errorf("attest tdx: expected %s is %d bytes, want %d", name, len(b), tdxMeasurementSize)
-			}
-			return nil
-		}
-		if err := check("MRTD", exp.MRTD); err != nil {
-			return nil, err
-		}
-		if err := check("MRCONFIGID", exp.MRConfigID); err != nil {
-			return nil, err
-		}
-		for i, r := range exp.RTMRs {
-			if err := check(fmt.Sprintf("RTMR%d", i), r); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return &certVerifier{kind: KindTDX, want: want, check: verifyTDX}, nil
-}
-
-func verifyTDX(ctx context.Context, ev *Evidence, want Expectations) error {
-	return verifyTDXQuote(ctx, ev.Report, ev.ReportData, want.TDX)
-}
-
-// verifyTDXQuote checks the quote's signature chain up to Intel's root (or
-// the trusted roots given), that it carries reportData, and exp.
-func verifyTDXQuote(ctx context.Context, raw, reportData []byte, exp *TDXExpectations) error {
-	quote, err := tdxabi.QuoteToProto(raw)
-	if err != nil {
-		return fmt.Errorf("parse TDX quote: %w", err)
-	}
-	if exp == nil {
-		exp = &TDXExpectations{}
-	}
-	vopts := tdxverify.DefaultOptions()
-	if !exp.Now.IsZero() {
-		t := exp.Now
-		vopts.Now = &tdxverify.TimeSet{PckCertChain: t, TcbInfo: t, QeIdentity: t, PckCrl: t, RootCaCrl: t}
-	}
-	vopts.TrustedRoots = exp.TrustedRoots
-	vopts.GetCollateral = exp.GetCollateral
-	vopts.CheckRevocations = exp.GetCollateral
-	if exp.Getter != nil {
-		vopts.Getter = exp.Getter
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := tdxverify.TdxQuote(quote, vopts); err != nil {
-		return fmt.Errorf("TDX quote signature: %w", err)
-	}
-	var rtmrs [][]byte
-	for _, r := range exp.RTMRs {
-		if r != nil {
-			rtmrs = exp.RTMRs[:]
-			break
-		}
-	}
-	if rtmrs != nil {
-		// validate compares all four; an unset one must not be checked.
-		body, err := tdxQuoteRTMRs(quote)
-		if err != nil {
-			return err
-		}
-		rtmrs = make([][]byte, 4)
-		for i := range rtmrs {
-			if exp.RTMRs[i] != nil {
-				rtmrs[i] = exp.RTMRs[i]
-			} else {
-				rtmrs[i] = body[i]
-			}
-		}
-	}
-	if err := tdxvalidate.TdxQuote(quote, &tdxvalidate.Options{TdQuoteBodyOptions: tdxvalidate.TdQuoteBodyOptions{
-		ReportData: reportData,
-		MrTd:       exp.MRTD,
-		MrConfigID: exp.MRConfigID,
-		Rtmrs:      rtmrs,
-	}}); err != nil {
-		return fmt.Errorf("TDX quote contents: %w", err)
-	}
-	return nil
-}
-
-func tdxQuoteRTMRs(quote any) ([][]byte, error) {
-	q, ok := quote.(*tdxpb.QuoteV4)
-	if !ok {
-		return nil, fmt.Errorf("TDX quote is a %T, want a v4 quote", quote)
-	}
-	r := q.GetTdQuoteBody().GetRtmrs()
-	if len(r) != 4 {
-		return nil, fmt.Errorf("TDX quote has %d RTMRs, want 4", len(r))
-	}
-	return r, nil
 }

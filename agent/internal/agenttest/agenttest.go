@@ -37,6 +37,7 @@ import (
 	"github.com/peerpod/peerpod/api/userdata"
 	"github.com/peerpod/peerpod/tunnel"
 	"github.com/peerpod/peerpod/tunnel/attest"
+	"github.com/peerpod/peerpod/tunnel/attest/verify"
 )
 
 // NeedRoot skips unless the test runs as root with runc and busybox.
@@ -159,7 +160,7 @@ func Start(t testing.TB, o Options) *Agent {
 		}
 	})
 
-	verifier, err := attest.NewVerifier(attest.KindFake, attest.Expectations{})
+	verifier, err := verify.NewVerifier(attest.KindFake, verify.Expectations{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func NodePKI(t testing.TB) (caPEM string, client tls.Certificate) {
 // Dial opens a node-side tunnel session to addr, verifying the fake evidence.
 func Dial(t testing.TB, addr string, client tls.Certificate) *tunnel.Session {
 	t.Helper()
-	verifier, err := attest.NewVerifier(attest.KindFake, attest.Expectations{})
+	verifier, err := verify.NewVerifier(attest.KindFake, verify.Expectations{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package attest
+package verify
 
 import (
 	"bytes"
@@ -7,18 +7,16 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
-	"math/big"
 	"slices"
-	"strings"
 
 	"github.com/google/go-sev-guest/abi"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	"github.com/google/go-tpm/tpm2"
+	"github.com/peerpod/peerpod/tunnel"
+	"github.com/peerpod/peerpod/tunnel/attest"
 )
 
 // VTPMExpectations are the vTPM checks the node makes beyond the quote's
@@ -29,23 +27,23 @@ type VTPMExpectations struct {
 	PCRs map[int][]byte
 }
 
-func newAzVTPMVerifier(want Expectations) (Verifier, error) {
+func newAzVTPMVerifier(want Expectations) (tunnel.Verifier, error) {
 	if want.SNP != nil {
 		if n := len(want.SNP.Measurement); n != 0 && n != abi.MeasurementSize {
-			return nil, fmt.Errorf("attest %s: expected measurement is %d bytes, want %d", KindAzSNPVTPM, n, abi.MeasurementSize)
+			return nil, fmt.Errorf("attest %s: expected measurement is %d bytes, want %d", attest.KindAzSNPVTPM, n, abi.MeasurementSize)
 		}
 		if n := len(want.SNP.HostData); n != 0 && n != abi.HostDataSize {
-			return nil, fmt.Errorf("attest %s: expected host data is %d bytes, want %d", KindAzSNPVTPM, n, abi.HostDataSize)
+			return nil, fmt.Errorf("attest %s: expected host data is %d bytes, want %d", attest.KindAzSNPVTPM, n, abi.HostDataSize)
 		}
 	}
 	if want.VTPM != nil {
 		for i, v := range want.VTPM.PCRs {
-			if i < 0 || i >= len(quotePCRs) || len(v) != sha256.Size {
-				return nil, fmt.Errorf("attest %s: expected PCR %d: index 0-23 and a %d-byte value required", KindAzSNPVTPM, i, sha256.Size)
+			if i < 0 || i >= attest.QuotePCRCount || len(v) != sha256.Size {
+				return nil, fmt.Errorf("attest %s: expected PCR %d: index 0-23 and a %d-byte value required", attest.KindAzSNPVTPM, i, sha256.Size)
 			}
 		}
 	}
-	return &certVerifier{kind: KindAzSNPVTPM, want: want, check: verifyAzVTPM}, nil
+	return &certVerifier{kind: attest.KindAzSNPVTPM, want: want, check: verifyAzVTPM}, nil
 }
 
 // verifyAzVTPM checks az-snp-vtpm evidence whose ReportData the caller has
@@ -53,16 +51,16 @@ func newAzVTPMVerifier(want Expectations) (Verifier, error) {
 // SNP report up to AMD's root, its REPORT_DATA against the runtime claims,
 // the quote's signature by the claims' AK, its qualifying data, PCR
 // selection and digest, and PCR 8 against the expected initdata.
-func verifyAzVTPM(ctx context.Context, ev *Evidence, want Expectations) error {
+func verifyAzVTPM(ctx context.Context, ev *attest.Evidence, want Expectations) error {
 	q := ev.VTPM
 	if q == nil {
 		return errors.New("evidence has no vTPM quote")
 	}
-	hcl, err := parseHCLReport(ev.Report)
+	hcl, err := attest.ParseHCLReport(ev.Report)
 	if err != nil {
 		return err
 	}
-	rep, err := abi.ReportToProto(hcl.snp)
+	rep, err := abi.ReportToProto(hcl.SNPReport)
 	if err != nil {
 		return fmt.Errorf("parse SNP report in the HCL report: %w", err)
 	}
@@ -74,36 +72,36 @@ func verifyAzVTPM(ctx context.Context, ev *Evidence, want Expectations) error {
 	if err := checkSNPReport(ctx, att, nil, want.SNP, &vmpl); err != nil {
 		return err
 	}
-	if err := hcl.checkClaimsHash(rep.GetReportData()); err != nil {
+	if err := checkClaimsHash(hcl, rep.GetReportData()); err != nil {
 		return err
 	}
-	ak, err := hcl.akPublic()
+	ak, err := hcl.AKPublic()
 	if err != nil {
 		return err
 	}
-	attest, err := checkQuoteSignature(ak, q)
+	quoted, err := checkQuoteSignature(ak, q)
 	if err != nil {
 		return err
 	}
-	return checkQuote(attest, q, ev.ReportData, want)
+	return checkQuote(quoted, q, ev.ReportData, want)
 }
 
 // checkClaimsHash checks that REPORT_DATA starts with the hash of the
 // runtime claims, by the hash type the claims header names.
-func (h *hclReport) checkClaimsHash(reportData []byte) error {
+func checkClaimsHash(h *attest.HCLReport, reportData []byte) error {
 	var sum []byte
-	switch h.hashType {
-	case hclHashSHA256:
-		s := sha256.Sum256(h.claims)
+	switch h.ClaimsHashType {
+	case attest.HCLHashSHA256:
+		s := sha256.Sum256(h.Claims)
 		sum = s[:]
-	case hclHashSHA384:
-		s := sha512.Sum384(h.claims)
+	case attest.HCLHashSHA384:
+		s := sha512.Sum384(h.Claims)
 		sum = s[:]
-	case hclHashSHA512:
-		s := sha512.Sum512(h.claims)
+	case attest.HCLHashSHA512:
+		s := sha512.Sum512(h.Claims)
 		sum = s[:]
 	default:
-		return fmt.Errorf("HCL report claims hash type %d is not SHA-256 (1), SHA-384 (2) or SHA-512 (3)", h.hashType)
+		return fmt.Errorf("HCL report claims hash type %d is not SHA-256 (1), SHA-384 (2) or SHA-512 (3)", h.ClaimsHashType)
 	}
 	if !bytes.Equal(reportData[:len(sum)], sum) {
 		return fmt.Errorf("SNP REPORT_DATA[0:%d] %x is not the hash of the HCL runtime claims %x", len(sum), reportData[:len(sum)], sum)
@@ -111,58 +109,9 @@ func (h *hclReport) checkClaimsHash(reportData []byte) error {
 	return nil
 }
 
-// jwk is the part of a JSON web key the runtime claims carry for the AK.
-type jwk struct {
-	Kid string `json:"kid"`
-	Kty string `json:"kty"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-}
-
-// akPublic returns the RSA key of the runtime claims' JWK "HCLAkPub".
-func (h *hclReport) akPublic() (*rsa.PublicKey, error) {
-	var claims struct {
-		Keys []jwk `json:"keys"`
-	}
-	if err := json.Unmarshal(h.claims, &claims); err != nil {
-		return nil, fmt.Errorf("HCL runtime claims are not JSON: %w", err)
-	}
-	var found []jwk
-	for _, k := range claims.Keys {
-		if k.Kid == akKeyID {
-			found = append(found, k)
-		}
-	}
-	if len(found) != 1 {
-		return nil, fmt.Errorf("HCL runtime claims have %d keys with kid %q, want 1", len(found), akKeyID)
-	}
-	k := found[0]
-	if k.Kty != "RSA" {
-		return nil, fmt.Errorf("HCL runtime claims key %s has kty %q, want RSA", akKeyID, k.Kty)
-	}
-	n, err1 := b64url(k.N)
-	e, err2 := b64url(k.E)
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, fmt.Errorf("HCL runtime claims key %s: %w", akKeyID, err)
-	}
-	if len(e) == 0 || len(e) > 4 || len(n) < 256 {
-		return nil, fmt.Errorf("HCL runtime claims key %s: modulus of %d bits or exponent of %d bytes refused", akKeyID, 8*len(n), len(e))
-	}
-	exp := new(big.Int).SetBytes(e)
-	return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(exp.Int64())}, nil
-}
-
-func b64url(s string) ([]byte, error) {
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
-	if err != nil {
-		return nil, fmt.Errorf("base64url: %w", err)
-	}
-	return b, nil
-}
-
 // checkQuoteSignature verifies the TPMT_SIGNATURE over the TPMS_ATTEST
 // bytes with the AK and returns the decoded TPMS_ATTEST.
-func checkQuoteSignature(ak *rsa.PublicKey, q *VTPMQuote) (*tpm2.TPMSAttest, error) {
+func checkQuoteSignature(ak *rsa.PublicKey, q *attest.VTPMQuote) (*tpm2.TPMSAttest, error) {
 	sig, err := tpm2.Unmarshal[tpm2.TPMTSignature](q.Signature)
 	if err != nil {
 		return nil, fmt.Errorf("decode quote signature: %w", err)
@@ -191,13 +140,13 @@ func checkQuoteSignature(ak *rsa.PublicKey, q *VTPMQuote) (*tpm2.TPMSAttest, err
 		err = rsa.VerifyPSS(ak, ch, digest, rs.Sig.Buffer, nil)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("quote is not signed by the AK %s of the HCL runtime claims: %w", akKeyID, err)
+		return nil, fmt.Errorf("quote is not signed by the AK %s of the HCL runtime claims: %w", attest.AzureAKKeyID, err)
 	}
-	attest, err := tpm2.Unmarshal[tpm2.TPMSAttest](q.Attest)
+	quoted, err := tpm2.Unmarshal[tpm2.TPMSAttest](q.Attest)
 	if err != nil {
 		return nil, fmt.Errorf("decode quote TPMS_ATTEST: %w", err)
 	}
-	return attest, nil
+	return quoted, nil
 }
 
 func tpmHash(alg tpm2.TPMIAlgHash) (crypto.Hash, hash.Hash, error) {
@@ -216,17 +165,17 @@ func tpmHash(alg tpm2.TPMIAlgHash) (crypto.Hash, hash.Hash, error) {
 // QuoteQualifyingData(reportData), selecting SHA-256 PCRs that include PCR
 // 8, whose digest matches the reported values, with PCR 8 the one extension
 // of the expected initdata digest and any expected PCR values.
-func checkQuote(attest *tpm2.TPMSAttest, q *VTPMQuote, reportData []byte, want Expectations) error {
-	if attest.Magic != tpm2.TPMGeneratedValue {
-		return fmt.Errorf("quote magic is %#x, want %#x (TPM_GENERATED_VALUE)", uint32(attest.Magic), uint32(tpm2.TPMGeneratedValue))
+func checkQuote(quoted *tpm2.TPMSAttest, q *attest.VTPMQuote, reportData []byte, want Expectations) error {
+	if quoted.Magic != tpm2.TPMGeneratedValue {
+		return fmt.Errorf("quote magic is %#x, want %#x (TPM_GENERATED_VALUE)", uint32(quoted.Magic), uint32(tpm2.TPMGeneratedValue))
 	}
-	if attest.Type != tpm2.TPMSTAttestQuote {
-		return fmt.Errorf("TPMS_ATTEST type is %#x, want %#x (TPM_ST_ATTEST_QUOTE)", uint16(attest.Type), uint16(tpm2.TPMSTAttestQuote))
+	if quoted.Type != tpm2.TPMSTAttestQuote {
+		return fmt.Errorf("TPMS_ATTEST type is %#x, want %#x (TPM_ST_ATTEST_QUOTE)", uint16(quoted.Type), uint16(tpm2.TPMSTAttestQuote))
 	}
-	if wantQD := QuoteQualifyingData(reportData); !bytes.Equal(attest.ExtraData.Buffer, wantQD) {
-		return fmt.Errorf("quote qualifying data %x does not bind this certificate's key and the expected initdata digest (want %x)", attest.ExtraData.Buffer, wantQD)
+	if wantQD := attest.QuoteQualifyingData(reportData); !bytes.Equal(quoted.ExtraData.Buffer, wantQD) {
+		return fmt.Errorf("quote qualifying data %x does not bind this certificate's key and the expected initdata digest (want %x)", quoted.ExtraData.Buffer, wantQD)
 	}
-	info, err := attest.Attested.Quote()
+	info, err := quoted.Attested.Quote()
 	if err != nil {
 		return fmt.Errorf("decode quote info: %w", err)
 	}
@@ -234,7 +183,7 @@ func checkQuote(attest *tpm2.TPMSAttest, q *VTPMQuote, reportData []byte, want E
 	if len(sels) != 1 || sels[0].Hash != tpm2.TPMAlgSHA256 {
 		return errors.New("quote PCR selection is not exactly one SHA-256 bank")
 	}
-	pcrs := selectedPCRs(sels[0].PCRSelect)
+	pcrs := attest.SelectedPCRs(sels[0].PCRSelect)
 	if len(pcrs) != len(q.PCRs) {
 		return fmt.Errorf("quote selects %d PCRs, the evidence reports %d values", len(pcrs), len(q.PCRs))
 	}
@@ -256,12 +205,12 @@ func checkQuote(attest *tpm2.TPMSAttest, q *VTPMQuote, reportData []byte, want E
 		}
 		return nil
 	}
-	got := value(InitdataPCR)
+	got := value(attest.InitdataPCR)
 	if got == nil {
-		return fmt.Errorf("quote does not cover PCR %d (initdata)", InitdataPCR)
+		return fmt.Errorf("quote does not cover PCR %d (initdata)", attest.InitdataPCR)
 	}
-	if exp := InitdataPCRValue(want.InitdataDigest); !bytes.Equal(got, exp) {
-		return fmt.Errorf("PCR %d is %x, not the one extension of the expected initdata digest %x (%x)", InitdataPCR, got, want.InitdataDigest, exp)
+	if exp := attest.InitdataPCRValue(want.InitdataDigest); !bytes.Equal(got, exp) {
+		return fmt.Errorf("PCR %d is %x, not the one extension of the expected initdata digest %x (%x)", attest.InitdataPCR, got, want.InitdataDigest, exp)
 	}
 	if want.VTPM != nil {
 		idx := make([]int, 0, len(want.VTPM.PCRs))

@@ -1,4 +1,4 @@
-package attest
+package verify
 
 import (
 	"bytes"
@@ -21,9 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-tpm-tools/simulator"
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/peerpod/peerpod/tunnel/attest"
 )
 
 // nvIndexSize is the size of the HCL report NV index in the simulator (its
@@ -84,7 +86,7 @@ func (s *simVTPM) makeAK(t testing.TB) *rsa.PublicKey {
 	if _, err := (tpm2.EvictControl{
 		Auth:             ownerAuth,
 		ObjectHandle:     tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name},
-		PersistentHandle: tpm2.TPMHandle(AzureAKHandle),
+		PersistentHandle: tpm2.TPMHandle(attest.AzureAKHandle),
 	}).Execute(s.tpm); err != nil {
 		t.Fatalf("persist AK: %v", err)
 	}
@@ -105,7 +107,7 @@ func (s *simVTPM) claims(t testing.TB, ak *rsa.PublicKey) []byte {
 	enc := base64.RawURLEncoding.EncodeToString
 	b, err := json.Marshal(map[string]any{
 		"keys": []map[string]any{{
-			"kid": akKeyID, "key_ops": []string{"sign"}, "kty": "RSA",
+			"kid": attest.AzureAKKeyID, "key_ops": []string{"sign"}, "kty": "RSA",
 			"e": enc(big.NewInt(int64(ak.E)).Bytes()), "n": enc(ak.N.Bytes()),
 		}},
 		"vm-configuration": map[string]any{
@@ -119,6 +121,15 @@ func (s *simVTPM) claims(t testing.TB, ak *rsa.PublicKey) []byte {
 	}
 	return b
 }
+
+// The HCL report layout the tests write (attest.ParseHCLReport reads it).
+const (
+	hclSignature       = 0x414C4348 // "HCLA"
+	hclHeaderSize      = 32
+	hclClaimsHeaderOff = hclHeaderSize + abi.ReportSize
+	hclClaimsOff       = hclClaimsHeaderOff + 20
+	hclReportTypeSNP   = 2
+)
 
 // hclReport lays out an HCL report whose SNP report's REPORT_DATA is
 // SHA-256(claims) followed by zeros, signed by s.qp.
@@ -142,7 +153,7 @@ func (s *simVTPM) hclReport(t testing.TB, claims []byte) []byte {
 	le.PutUint32(h[0:], uint32(20+len(claims)))
 	le.PutUint32(h[4:], 2) // version
 	le.PutUint32(h[8:], hclReportTypeSNP)
-	le.PutUint32(h[12:], hclHashSHA256)
+	le.PutUint32(h[12:], attest.HCLHashSHA256)
 	le.PutUint32(h[16:], uint32(len(claims)))
 	copy(b[hclClaimsOff:], claims)
 	return b
@@ -154,7 +165,7 @@ func (s *simVTPM) writeHCL(t testing.TB, report []byte) {
 	if len(report) > nvIndexSize {
 		t.Fatalf("HCL report is %d bytes, more than the NV index's %d", len(report), nvIndexSize)
 	}
-	idx := tpm2.TPMHandle(AzureHCLReportIndex)
+	idx := tpm2.TPMHandle(attest.AzureHCLReportIndex)
 	if pub, err := (tpm2.NVReadPublic{NVIndex: idx}).Execute(s.tpm); err == nil {
 		if _, err := (tpm2.NVUndefineSpace{AuthHandle: ownerAuth, NVIndex: tpm2.NamedHandle{Handle: idx, Name: pub.NVName}}).Execute(s.tpm); err != nil {
 			t.Fatalf("undefine NV index: %v", err)
@@ -205,9 +216,9 @@ func (s *simVTPM) extend(t testing.TB, pcr int, digest []byte) {
 	}
 }
 
-func (s *simVTPM) attester(t testing.TB) *AzVTPMAttester {
+func (s *simVTPM) attester(t testing.TB) *attest.AzVTPMAttester {
 	t.Helper()
-	a, err := NewAzVTPMAttester(AzVTPMConfig{
+	a, err := attest.NewAzVTPMAttester(attest.AzVTPMConfig{
 		TPM:       s.tpm,
 		FetchVCEK: func(context.Context) ([]byte, error) { return s.qp.signer.Vcek.Raw, nil },
 	})
@@ -218,14 +229,14 @@ func (s *simVTPM) attester(t testing.TB) *AzVTPMAttester {
 }
 
 // resign re-signs cert under its own key with the evidence mutated.
-func resign(t *testing.T, cert tls.Certificate, mutate func(*Evidence)) tls.Certificate {
+func resign(t *testing.T, cert tls.Certificate, mutate func(*attest.Evidence)) tls.Certificate {
 	t.Helper()
-	ev, err := EvidenceOf(cert.Leaf)
+	ev, err := attest.EvidenceOf(cert.Leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mutate(ev)
-	raw, err := ev.marshal()
+	raw, err := json.Marshal(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +246,7 @@ func resign(t *testing.T, cert tls.Certificate, mutate func(*Evidence)) tls.Cert
 		Subject:         pkix.Name{CommonName: "peerpod-vm"},
 		NotBefore:       time.Now().Add(-time.Hour),
 		NotAfter:        time.Now().Add(time.Hour),
-		ExtraExtensions: []pkix.Extension{{Id: EvidenceOID, Value: raw}},
+		ExtraExtensions: []pkix.Extension{{Id: attest.EvidenceOID, Value: raw}},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -252,11 +263,11 @@ func resign(t *testing.T, cert tls.Certificate, mutate func(*Evidence)) tls.Cert
 // under that key: someone replaying a genuine quote for their own TLS key.
 func rebind(t *testing.T, cert tls.Certificate, digest []byte) tls.Certificate {
 	t.Helper()
-	ev, err := EvidenceOf(cert.Leaf)
+	ev, err := attest.EvidenceOf(cert.Leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newAttestedCertificate(context.Background(), KindAzSNPVTPM, digest, func(_ context.Context, rd []byte) (*Evidence, error) {
+	c, err := attest.NewCertificate(context.Background(), attest.KindAzSNPVTPM, digest, func(_ context.Context, rd []byte) (*attest.Evidence, error) {
 		ev.ReportData = rd
 		return ev, nil
 	})
@@ -278,8 +289,8 @@ func TestAzVTPMVerify(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Certificate: %v", err)
 	}
-	ev, err := EvidenceOf(good.Leaf)
-	if err != nil || ev.Kind != KindAzSNPVTPM || ev.VTPM == nil || len(ev.VTPM.VCEK) == 0 || len(ev.VTPM.PCRs) != 24 {
+	ev, err := attest.EvidenceOf(good.Leaf)
+	if err != nil || ev.Kind != attest.KindAzSNPVTPM || ev.VTPM == nil || len(ev.VTPM.VCEK) == 0 || len(ev.VTPM.PCRs) != 24 {
 		t.Fatalf("evidence = %+v, %v", ev, err)
 	}
 	// A second certificate in the same boot finds PCR 8 already bound.
@@ -298,7 +309,7 @@ func TestAzVTPMVerify(t *testing.T) {
 	// A quote over PCR 8 holding initdata A, in a certificate for initdata B
 	// (made without BindInitdata, as a VM lying about its initdata would).
 	digestB := digestOf("initdata-b")
-	lying, err := newAttestedCertificate(ctx, KindAzSNPVTPM, digestB, a.evidence)
+	lying, err := attest.NewCertificate(ctx, attest.KindAzSNPVTPM, digestB, a.Evidence)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +329,7 @@ func TestAzVTPMVerify(t *testing.T) {
 		}
 		return e
 	}
-	snpCert, err := NewSNPAttester(qp).Certificate(ctx, digest)
+	snpCert, err := attest.NewSNPAttester(qp).Certificate(ctx, digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,33 +340,33 @@ func TestAzVTPMVerify(t *testing.T) {
 		want    Expectations
 		wantErr string
 	}{
-		{"genuine", KindAzSNPVTPM, good, exp(nil), ""},
-		{"genuine, second certificate of the boot", KindAzSNPVTPM, again, exp(nil), ""},
-		{"genuine, expected boot PCR", KindAzSNPVTPM, good, exp(func(e *Expectations) {
-			e.VTPM = &VTPMExpectations{PCRs: map[int][]byte{0: make([]byte, 32), 8: InitdataPCRValue(digest)}}
+		{"genuine", attest.KindAzSNPVTPM, good, exp(nil), ""},
+		{"genuine, second certificate of the boot", attest.KindAzSNPVTPM, again, exp(nil), ""},
+		{"genuine, expected boot PCR", attest.KindAzSNPVTPM, good, exp(func(e *Expectations) {
+			e.VTPM = &VTPMExpectations{PCRs: map[int][]byte{0: make([]byte, 32), 8: attest.InitdataPCRValue(digest)}}
 		}), ""},
-		{"other initdata expected", KindAzSNPVTPM, good, exp(func(e *Expectations) { e.InitdataDigest = digestB }), "report data does not bind"},
-		{"PCR 8 holds other initdata", KindAzSNPVTPM, lying, exp(func(e *Expectations) { e.InitdataDigest = digestB }), "PCR 8"},
-		{"unexpected PCR value", KindAzSNPVTPM, good, exp(func(e *Expectations) {
+		{"other initdata expected", attest.KindAzSNPVTPM, good, exp(func(e *Expectations) { e.InitdataDigest = digestB }), "report data does not bind"},
+		{"PCR 8 holds other initdata", attest.KindAzSNPVTPM, lying, exp(func(e *Expectations) { e.InitdataDigest = digestB }), "PCR 8"},
+		{"unexpected PCR value", attest.KindAzSNPVTPM, good, exp(func(e *Expectations) {
 			e.VTPM = &VTPMExpectations{PCRs: map[int][]byte{3: bytes.Repeat([]byte{1}, 32)}}
 		}), "PCR 3 is"},
-		{"claims altered", KindAzSNPVTPM, resign(t, good, func(ev *Evidence) {
+		{"claims altered", attest.KindAzSNPVTPM, resign(t, good, func(ev *attest.Evidence) {
 			i := bytes.Index(ev.Report, []byte(`"secure-boot":true`))
 			copy(ev.Report[i:], `"secure-boot":fals`)
 		}), exp(nil), "not the hash of the HCL runtime claims"},
-		{"AK in claims is not the quoting key", KindAzSNPVTPM, resign(t, good, func(ev *Evidence) { ev.Report = foreignHCL }), exp(nil), "quote is not signed by the AK"},
-		{"quote replayed under another TLS key", KindAzSNPVTPM, rebind(t, good, digest), exp(nil), "qualifying data"},
-		{"quote signature altered", KindAzSNPVTPM, resign(t, good, func(ev *Evidence) { ev.VTPM.Signature[len(ev.VTPM.Signature)-1] ^= 1 }), exp(nil), "quote is not signed"},
-		{"PCR value altered", KindAzSNPVTPM, resign(t, good, func(ev *Evidence) { ev.VTPM.PCRs[0][0] ^= 1 }), exp(nil), "PCR digest does not match"},
-		{"report signed by an unknown chain", KindAzSNPVTPM, good, exp(func(e *Expectations) { e.SNP.TrustedRoots = badRoots }), "SNP report signature"},
-		{"tampered SNP report", KindAzSNPVTPM, resign(t, good, func(ev *Evidence) { ev.Report[hclHeaderSize+snpMeasurementOffset] ^= 1 }), exp(nil), "SNP report signature"},
-		{"wrong measurement", KindAzSNPVTPM, good, exp(func(e *Expectations) { e.SNP.Measurement = make([]byte, 48) }), "MEASUREMENT"},
-		{"evidence relabelled snp", KindAzSNPVTPM, resign(t, good, func(ev *Evidence) { ev.Kind = KindSNP; ev.VTPM = nil }), exp(nil), `kind "snp"`},
-		{"snp verifier refuses az-snp-vtpm", KindSNP, good, exp(nil), `kind "az-snp-vtpm"`},
-		{"az-snp-vtpm verifier refuses snp", KindAzSNPVTPM, snpCert, exp(nil), `kind "snp"`},
-		{"az-snp-vtpm verifier refuses fake", KindAzSNPVTPM, fakeCert(t, digest), exp(nil), `kind "fake"`},
-		{"fake verifier refuses az-snp-vtpm", KindFake, good, exp(nil), `kind "az-snp-vtpm"`},
-		{"tdx verifier refuses az-snp-vtpm", KindTDX, good, Expectations{InitdataDigest: digest}, `kind "az-snp-vtpm"`},
+		{"AK in claims is not the quoting key", attest.KindAzSNPVTPM, resign(t, good, func(ev *attest.Evidence) { ev.Report = foreignHCL }), exp(nil), "quote is not signed by the AK"},
+		{"quote replayed under another TLS key", attest.KindAzSNPVTPM, rebind(t, good, digest), exp(nil), "qualifying data"},
+		{"quote signature altered", attest.KindAzSNPVTPM, resign(t, good, func(ev *attest.Evidence) { ev.VTPM.Signature[len(ev.VTPM.Signature)-1] ^= 1 }), exp(nil), "quote is not signed"},
+		{"PCR value altered", attest.KindAzSNPVTPM, resign(t, good, func(ev *attest.Evidence) { ev.VTPM.PCRs[0][0] ^= 1 }), exp(nil), "PCR digest does not match"},
+		{"report signed by an unknown chain", attest.KindAzSNPVTPM, good, exp(func(e *Expectations) { e.SNP.TrustedRoots = badRoots }), "SNP report signature"},
+		{"tampered SNP report", attest.KindAzSNPVTPM, resign(t, good, func(ev *attest.Evidence) { ev.Report[hclHeaderSize+snpMeasurementOffset] ^= 1 }), exp(nil), "SNP report signature"},
+		{"wrong measurement", attest.KindAzSNPVTPM, good, exp(func(e *Expectations) { e.SNP.Measurement = make([]byte, 48) }), "MEASUREMENT"},
+		{"evidence relabelled snp", attest.KindAzSNPVTPM, resign(t, good, func(ev *attest.Evidence) { ev.Kind = attest.KindSNP; ev.VTPM = nil }), exp(nil), `kind "snp"`},
+		{"snp verifier refuses az-snp-vtpm", attest.KindSNP, good, exp(nil), `kind "az-snp-vtpm"`},
+		{"az-snp-vtpm verifier refuses snp", attest.KindAzSNPVTPM, snpCert, exp(nil), `kind "snp"`},
+		{"az-snp-vtpm verifier refuses fake", attest.KindAzSNPVTPM, fakeCert(t, digest), exp(nil), `kind "fake"`},
+		{"fake verifier refuses az-snp-vtpm", attest.KindFake, good, exp(nil), `kind "az-snp-vtpm"`},
+		{"tdx verifier refuses az-snp-vtpm", attest.KindTDX, good, Expectations{InitdataDigest: digest}, `kind "az-snp-vtpm"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -371,7 +382,7 @@ func TestAzVTPMBindInitdata(t *testing.T) {
 	a := s.attester(t)
 
 	// PCR 8 already extended with something else this boot.
-	s.extend(t, InitdataPCR, digestOf("someone else"))
+	s.extend(t, attest.InitdataPCR, digestOf("someone else"))
 	if _, err := a.Certificate(ctx, digest); err == nil || !strings.Contains(err.Error(), "PCR 8") {
 		t.Fatalf("Certificate with PCR 8 taken = %v, want an error naming PCR 8", err)
 	}
@@ -384,10 +395,7 @@ func TestAzVTPMBindInitdata(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Certificate after reboot: %v", err)
 	}
-	pcr, err := readPCRs(s.tpm, []uint{InitdataPCR})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pcr := [][]byte{readPCR(t, s.tpm, attest.InitdataPCR)}
 	// SHA-256(zeros(32) || digest), computed here independently.
 	h := sha256.New()
 	h.Write(make([]byte, 32))
@@ -395,7 +403,7 @@ func TestAzVTPMBindInitdata(t *testing.T) {
 	if !bytes.Equal(pcr[0], h.Sum(nil)) {
 		t.Fatalf("PCR 8 = %x, want SHA-256(zeros || digest) %x", pcr[0], h.Sum(nil))
 	}
-	if err := verifyCert(t, KindAzSNPVTPM, Expectations{InitdataDigest: digest, SNP: &SNPExpectations{TrustedRoots: s.qp.roots()}}, cert); err != nil {
+	if err := verifyCert(t, attest.KindAzSNPVTPM, Expectations{InitdataDigest: digest, SNP: &SNPExpectations{TrustedRoots: s.qp.roots()}}, cert); err != nil {
 		t.Fatalf("VerifyPeer: %v", err)
 	}
 
@@ -412,18 +420,15 @@ func TestAzVTPMNoInitdata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pcr, err := readPCRs(s.tpm, []uint{InitdataPCR})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pcr := [][]byte{readPCR(t, s.tpm, attest.InitdataPCR)}
 	if bytes.Equal(pcr[0], make([]byte, 32)) {
 		t.Fatal("PCR 8 left at zero without initdata")
 	}
 	roots := s.qp.roots()
-	if err := verifyCert(t, KindAzSNPVTPM, Expectations{SNP: &SNPExpectations{TrustedRoots: roots}}, cert); err != nil {
+	if err := verifyCert(t, attest.KindAzSNPVTPM, Expectations{SNP: &SNPExpectations{TrustedRoots: roots}}, cert); err != nil {
 		t.Fatalf("VerifyPeer without initdata: %v", err)
 	}
-	if err := verifyCert(t, KindAzSNPVTPM, Expectations{InitdataDigest: digestOf("x"), SNP: &SNPExpectations{TrustedRoots: roots}}, cert); err == nil {
+	if err := verifyCert(t, attest.KindAzSNPVTPM, Expectations{InitdataDigest: digestOf("x"), SNP: &SNPExpectations{TrustedRoots: roots}}, cert); err == nil {
 		t.Fatal("evidence without initdata accepted for initdata")
 	}
 }
@@ -443,7 +448,7 @@ func TestAzVTPMAttesterChecksAK(t *testing.T) {
 
 func TestAzVTPMWithoutVCEK(t *testing.T) {
 	s := newSimVTPM(t, newFakeSNP(t))
-	a, err := NewAzVTPMAttester(AzVTPMConfig{TPM: s.tpm, FetchVCEK: func(context.Context) ([]byte, error) {
+	a, err := attest.NewAzVTPMAttester(attest.AzVTPMConfig{TPM: s.tpm, FetchVCEK: func(context.Context) ([]byte, error) {
 		return nil, http.ErrServerClosed
 	}})
 	if err != nil {
@@ -453,7 +458,7 @@ func TestAzVTPMWithoutVCEK(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Certificate when the VCEK cannot be fetched: %v", err)
 	}
-	ev, err := EvidenceOf(cert.Leaf)
+	ev, err := attest.EvidenceOf(cert.Leaf)
 	if err != nil || len(ev.VTPM.VCEK) != 0 {
 		t.Fatalf("evidence VCEK = %d bytes, %v", len(ev.VTPM.VCEK), err)
 	}
@@ -482,25 +487,25 @@ func TestParseHCLReport(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseHCLReport(tt.report)
+			_, err := attest.ParseHCLReport(tt.report)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("parseHCLReport = %v, want error containing %q", err, tt.wantErr)
 			}
 		})
 	}
-	h, err := parseHCLReport(append(good, make([]byte, 500)...))
+	h, err := attest.ParseHCLReport(append(good, make([]byte, 500)...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(h.raw) != len(good) {
-		t.Fatalf("padding kept: %d bytes, want %d", len(h.raw), len(good))
+	if len(h.Raw) != len(good) {
+		t.Fatalf("padding kept: %d bytes, want %d", len(h.Raw), len(good))
 	}
-	k, err := h.akPublic()
+	k, err := h.AKPublic()
 	if err != nil || !k.Equal(&ak.PublicKey) {
 		t.Fatalf("akPublic = %v, %v", k, err)
 	}
-	h.hashType = 7
-	if err := h.checkClaimsHash(make([]byte, 64)); err == nil || !strings.Contains(err.Error(), "hash type 7") {
+	h.ClaimsHashType = 7
+	if err := checkClaimsHash(h, make([]byte, 64)); err == nil || !strings.Contains(err.Error(), "hash type 7") {
 		t.Fatalf("unknown hash type: %v", err)
 	}
 }
@@ -521,22 +526,22 @@ func TestTHIMVCEKFetcher(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
-	der, err := THIMVCEKFetcher(srv.URL+"/metadata/THIM/amd/certification", srv.Client())(ctx)
+	der, err := attest.THIMVCEKFetcher(srv.URL+"/metadata/THIM/amd/certification", srv.Client())(ctx)
 	if err != nil || !bytes.Equal(der, qp.signer.Vcek.Raw) {
 		t.Fatalf("fetch = %d bytes, %v", len(der), err)
 	}
-	if _, err := THIMVCEKFetcher(srv.URL+"/broken", srv.Client())(ctx); err == nil || !strings.Contains(err.Error(), "no PEM") {
+	if _, err := attest.THIMVCEKFetcher(srv.URL+"/broken", srv.Client())(ctx); err == nil || !strings.Contains(err.Error(), "no PEM") {
 		t.Fatalf("broken answer: %v", err)
 	}
 }
 
 func TestEvidenceVTPMOnlyForItsKind(t *testing.T) {
-	enc := func(ev Evidence) []byte { b, _ := json.Marshal(ev); return b }
-	for _, ev := range []Evidence{
-		{Kind: KindSNP, ReportData: make([]byte, 64), VTPM: &VTPMQuote{}},
-		{Kind: KindAzSNPVTPM, ReportData: make([]byte, 64)},
+	enc := func(ev attest.Evidence) []byte { b, _ := json.Marshal(ev); return b }
+	for _, ev := range []attest.Evidence{
+		{Kind: attest.KindSNP, ReportData: make([]byte, 64), VTPM: &attest.VTPMQuote{}},
+		{Kind: attest.KindAzSNPVTPM, ReportData: make([]byte, 64)},
 	} {
-		_, err := EvidenceOf(&x509.Certificate{Extensions: []pkix.Extension{{Id: EvidenceOID, Value: enc(ev)}}})
+		_, err := attest.EvidenceOf(&x509.Certificate{Extensions: []pkix.Extension{{Id: attest.EvidenceOID, Value: enc(ev)}}})
 		if err == nil || !strings.Contains(err.Error(), "vtpm quote") {
 			t.Fatalf("EvidenceOf(%s, vtpm %v) = %v", ev.Kind, ev.VTPM != nil, err)
 		}
@@ -549,8 +554,23 @@ func TestAzVTPMExpectationSizes(t *testing.T) {
 		{VTPM: &VTPMExpectations{PCRs: map[int][]byte{24: make([]byte, 32)}}},
 		{VTPM: &VTPMExpectations{PCRs: map[int][]byte{0: make([]byte, 48)}}},
 	} {
-		if _, err := NewVerifier(KindAzSNPVTPM, want); err == nil {
+		if _, err := NewVerifier(attest.KindAzSNPVTPM, want); err == nil {
 			t.Fatalf("NewVerifier accepted %+v", want)
 		}
 	}
+}
+
+// readPCR reads one PCR of the SHA-256 bank.
+func readPCR(t *testing.T, tpm transport.TPM, pcr uint) []byte {
+	t.Helper()
+	rsp, err := tpm2.PCRRead{PCRSelectionIn: tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{
+		Hash: tpm2.TPMAlgSHA256, PCRSelect: tpm2.PCClientCompatible.PCRs(pcr),
+	}}}}.Execute(tpm)
+	if err != nil {
+		t.Fatalf("read PCR %d: %v", pcr, err)
+	}
+	if len(rsp.PCRValues.Digests) != 1 {
+		t.Fatalf("read PCR %d: %d values", pcr, len(rsp.PCRValues.Digests))
+	}
+	return rsp.PCRValues.Digests[0].Buffer
 }

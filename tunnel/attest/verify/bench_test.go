@@ -1,4 +1,4 @@
-package attest
+package verify
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-tdx-guest/testing/testdata"
+	"github.com/peerpod/peerpod/tunnel/attest"
 )
 
 func p50(b *testing.B, f func()) {
@@ -32,11 +33,11 @@ func BenchmarkVerifyEvidence(b *testing.B) {
 	ctx := context.Background()
 	digest := digestOf("initdata")
 	b.Run("fake", func(b *testing.B) {
-		cert, err := FakeAttester{}.Certificate(ctx, digest)
+		cert, err := attest.FakeAttester{}.Certificate(ctx, digest)
 		if err != nil {
 			b.Fatal(err)
 		}
-		v, _ := NewVerifier(KindFake, Expectations{InitdataDigest: digest})
+		v, _ := NewVerifier(attest.KindFake, Expectations{InitdataDigest: digest})
 		st := tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf}}
 		p50(b, func() {
 			if err := v.VerifyPeer(ctx, st); err != nil {
@@ -46,11 +47,11 @@ func BenchmarkVerifyEvidence(b *testing.B) {
 	})
 	b.Run("snp", func(b *testing.B) {
 		qp := newFakeSNP(b)
-		cert, err := NewSNPAttester(qp).Certificate(ctx, digest)
+		cert, err := attest.NewSNPAttester(qp).Certificate(ctx, digest)
 		if err != nil {
 			b.Fatal(err)
 		}
-		v, _ := NewVerifier(KindSNP, Expectations{InitdataDigest: digest, SNP: &SNPExpectations{TrustedRoots: qp.roots()}})
+		v, _ := NewVerifier(attest.KindSNP, Expectations{InitdataDigest: digest, SNP: &SNPExpectations{TrustedRoots: qp.roots()}})
 		st := tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf}}
 		p50(b, func() {
 			if err := v.VerifyPeer(ctx, st); err != nil {
@@ -64,7 +65,7 @@ func BenchmarkVerifyEvidence(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		v, _ := NewVerifier(KindAzSNPVTPM, Expectations{InitdataDigest: digest, SNP: &SNPExpectations{TrustedRoots: qp.roots()}})
+		v, _ := NewVerifier(attest.KindAzSNPVTPM, Expectations{InitdataDigest: digest, SNP: &SNPExpectations{TrustedRoots: qp.roots()}})
 		st := tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf}}
 		p50(b, func() {
 			if err := v.VerifyPeer(ctx, st); err != nil {

@@ -1,4 +1,4 @@
-package attest
+package verify
 
 import (
 	"context"
@@ -10,11 +10,13 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/peerpod/peerpod/tunnel/attest"
 )
 
 func fakeCert(t *testing.T, digest []byte) tls.Certificate {
 	t.Helper()
-	a, err := NewAttester(KindFake)
+	a, err := attest.NewAttester(attest.KindFake)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,9 +31,9 @@ func digestOf(s string) []byte { d := sha256.Sum256([]byte(s)); return d[:] }
 
 // reissue re-signs cert's template (with evidence ev) under a new key, as an
 // attacker replaying someone else's evidence would.
-func reissue(t *testing.T, ev *Evidence) tls.Certificate {
+func reissue(t *testing.T, ev *attest.Evidence) tls.Certificate {
 	t.Helper()
-	c, err := newAttestedCertificate(context.Background(), KindFake, nil, func(context.Context, []byte) (*Evidence, error) {
+	c, err := attest.NewCertificate(context.Background(), attest.KindFake, nil, func(context.Context, []byte) (*attest.Evidence, error) {
 		return ev, nil
 	})
 	if err != nil {
@@ -42,14 +44,14 @@ func reissue(t *testing.T, ev *Evidence) tls.Certificate {
 
 func TestFakeVerify(t *testing.T) {
 	good := fakeCert(t, digestOf("policy-a"))
-	goodEv, err := EvidenceOf(good.Leaf)
+	goodEv, err := attest.EvidenceOf(good.Leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	badSig, err := newAttestedCertificate(context.Background(), KindFake, digestOf("policy-a"), func(_ context.Context, rd []byte) (*Evidence, error) {
-		sig := FakeSignature(rd)
+	badSig, err := attest.NewCertificate(context.Background(), attest.KindFake, digestOf("policy-a"), func(_ context.Context, rd []byte) (*attest.Evidence, error) {
+		sig := attest.FakeSignature(rd)
 		sig[len(sig)-1] ^= 1
-		return &Evidence{Kind: KindFake, ReportData: rd, Report: sig}, nil
+		return &attest.Evidence{Kind: attest.KindFake, ReportData: rd, Report: sig}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +72,7 @@ func TestFakeVerify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := NewVerifier(KindFake, Expectations{InitdataDigest: tt.want})
+			v, err := NewVerifier(attest.KindFake, Expectations{InitdataDigest: tt.want})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +83,7 @@ func TestFakeVerify(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrAttestation) {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, attest.ErrAttestation) {
 				t.Fatalf("VerifyPeer = %v, want ErrAttestation containing %q", err, tt.wantErr)
 			}
 		})
@@ -91,11 +93,11 @@ func TestFakeVerify(t *testing.T) {
 func TestFakeSignatureChecked(t *testing.T) {
 	// Evidence whose report data is right for the key but whose fake
 	// signature is wrong must be refused by the fake check itself.
-	ev := &Evidence{Kind: KindFake, ReportData: make([]byte, 64), Report: []byte("FAKE-EVIDENCE-NOT-A-TEE:xx")}
+	ev := &attest.Evidence{Kind: attest.KindFake, ReportData: make([]byte, 64), Report: []byte("FAKE-EVIDENCE-NOT-A-TEE:xx")}
 	if err := verifyFake(context.Background(), ev, Expectations{}); err == nil {
 		t.Fatal("verifyFake accepted a wrong fake signature")
 	}
-	ev.Report = FakeSignature(ev.ReportData)
+	ev.Report = attest.FakeSignature(ev.ReportData)
 	if err := verifyFake(context.Background(), ev, Expectations{}); err != nil {
 		t.Fatalf("verifyFake: %v", err)
 	}
@@ -103,9 +105,9 @@ func TestFakeSignatureChecked(t *testing.T) {
 
 func TestEvidenceOfRejects(t *testing.T) {
 	mk := func(value []byte) *x509.Certificate {
-		return &x509.Certificate{Extensions: []pkix.Extension{{Id: EvidenceOID, Value: value}}}
+		return &x509.Certificate{Extensions: []pkix.Extension{{Id: attest.EvidenceOID, Value: value}}}
 	}
-	enc := func(ev Evidence) []byte { b, _ := json.Marshal(ev); return b }
+	enc := func(ev attest.Evidence) []byte { b, _ := json.Marshal(ev); return b }
 	tests := []struct {
 		name    string
 		cert    *x509.Certificate
@@ -114,13 +116,13 @@ func TestEvidenceOfRejects(t *testing.T) {
 		{"nil", nil, "no certificate"},
 		{"no extension", &x509.Certificate{}, "no evidence extension"},
 		{"not json", mk([]byte{0x30, 0}), "decode evidence"},
-		{"unknown kind", mk(enc(Evidence{Kind: "sgx", ReportData: make([]byte, 64)})), `kind "sgx"`},
-		{"short report data", mk(enc(Evidence{Kind: KindFake, ReportData: make([]byte, 32)})), "32 bytes"},
+		{"unknown kind", mk(enc(attest.Evidence{Kind: "sgx", ReportData: make([]byte, 64)})), `kind "sgx"`},
+		{"short report data", mk(enc(attest.Evidence{Kind: attest.KindFake, ReportData: make([]byte, 32)})), "32 bytes"},
 		{"unknown field", mk([]byte(`{"kind":"fake","report_data":"","x":1}`)), "unknown field"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := EvidenceOf(tt.cert)
+			_, err := attest.EvidenceOf(tt.cert)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("EvidenceOf = %v, want error containing %q", err, tt.wantErr)
 			}
@@ -129,15 +131,15 @@ func TestEvidenceOfRejects(t *testing.T) {
 }
 
 func TestKindsAreNotInterchangeable(t *testing.T) {
-	if _, err := NewAttester("sgx"); err == nil {
+	if _, err := attest.NewAttester("sgx"); err == nil {
 		t.Fatal("NewAttester accepted an unknown kind")
 	}
 	if _, err := NewVerifier("", Expectations{}); err == nil {
 		t.Fatal("NewVerifier accepted an empty kind")
 	}
 	cert := fakeCert(t, nil)
-	for _, kind := range []string{KindTDX, KindSNP} {
-		v := &certVerifier{kind: kind, check: func(context.Context, *Evidence, Expectations) error { return nil }}
+	for _, kind := range []string{attest.KindTDX, attest.KindSNP} {
+		v := &certVerifier{kind: kind, check: func(context.Context, *attest.Evidence, Expectations) error { return nil }}
 		err := v.VerifyPeer(context.Background(), tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf}})
 		if err == nil || !strings.Contains(err.Error(), `kind "fake"`) {
 			t.Fatalf("%s verifier on fake evidence: %v", kind, err)
@@ -170,7 +172,7 @@ func TestFakeOverTLS(t *testing.T) {
 		ok   bool
 	}{{"expected initdata", digest, true}, {"other initdata", digestOf("x"), false}} {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := NewVerifier(KindFake, Expectations{InitdataDigest: tt.want})
+			v, err := NewVerifier(attest.KindFake, Expectations{InitdataDigest: tt.want})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package attest
+package verify
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	sevtest "github.com/google/go-sev-guest/testing"
 	"github.com/google/go-sev-guest/verify/trust"
+	"github.com/peerpod/peerpod/tunnel/attest"
 )
 
 // Offsets in the SNP attestation report (AMD SEV-SNP ABI, table 22).
@@ -113,11 +114,11 @@ func TestSNPVerify(t *testing.T) {
 	qp := newFakeSNP(t)
 	qp.hostData = hostData
 	qp.measurement = measurement
-	good, err := NewSNPAttester(qp).Certificate(ctx, digest)
+	good, err := attest.NewSNPAttester(qp).Certificate(ctx, digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev, err := EvidenceOf(good.Leaf); err != nil || ev.Kind != KindSNP || len(ev.Certs) == 0 {
+	if ev, err := attest.EvidenceOf(good.Leaf); err != nil || ev.Kind != attest.KindSNP || len(ev.Certs) == 0 {
 		t.Fatalf("evidence = %+v, %v", ev, err)
 	}
 
@@ -125,7 +126,7 @@ func TestSNPVerify(t *testing.T) {
 	replay := newFakeSNP(t)
 	replay.signer = qp.signer
 	replay.reportData = make([]byte, 64)
-	replayed, err := NewSNPAttester(replay).Certificate(ctx, digest)
+	replayed, err := attest.NewSNPAttester(replay).Certificate(ctx, digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func TestSNPVerify(t *testing.T) {
 	dbg.signer = qp.signer
 	dbg.debug = true
 	dbg.hostData, dbg.measurement = hostData, measurement
-	debugCert, err := NewSNPAttester(dbg).Certificate(ctx, digest)
+	debugCert, err := attest.NewSNPAttester(dbg).Certificate(ctx, digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func TestSNPVerify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkVerify(t, verifyCert(t, KindSNP, tt.want, tt.cert), tt.wantErr)
+			checkVerify(t, verifyCert(t, attest.KindSNP, tt.want, tt.cert), tt.wantErr)
 		})
 	}
 }
@@ -181,11 +182,11 @@ func TestSNPVerify(t *testing.T) {
 func TestSNPTamperedReport(t *testing.T) {
 	qp := newFakeSNP(t)
 	digest := digestOf("x")
-	good, err := NewSNPAttester(qp).Certificate(context.Background(), digest)
+	good, err := attest.NewSNPAttester(qp).Certificate(context.Background(), digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, _ := EvidenceOf(good.Leaf)
+	ev, _ := attest.EvidenceOf(good.Leaf)
 	ev.Report[snpMeasurementOffset] ^= 1
 	err = verifySNP(context.Background(), ev, Expectations{SNP: &SNPExpectations{TrustedRoots: qp.roots()}})
 	if err == nil || !strings.Contains(err.Error(), "signature") {
@@ -194,10 +195,10 @@ func TestSNPTamperedReport(t *testing.T) {
 }
 
 func TestSNPExpectationSizes(t *testing.T) {
-	if _, err := NewVerifier(KindSNP, Expectations{SNP: &SNPExpectations{HostData: make([]byte, 48)}}); err == nil {
+	if _, err := NewVerifier(attest.KindSNP, Expectations{SNP: &SNPExpectations{HostData: make([]byte, 48)}}); err == nil {
 		t.Fatal("48-byte host data accepted")
 	}
-	if _, err := NewVerifier(KindSNP, Expectations{SNP: &SNPExpectations{Measurement: make([]byte, 32)}}); err == nil {
+	if _, err := NewVerifier(attest.KindSNP, Expectations{SNP: &SNPExpectations{Measurement: make([]byte, 32)}}); err == nil {
 		t.Fatal("32-byte measurement accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package attest
+package verify
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	tdxpb "github.com/google/go-tdx-guest/proto/tdx"
 	tdxtest "github.com/google/go-tdx-guest/testing"
 	"github.com/google/go-tdx-guest/testing/testdata"
+	"github.com/peerpod/peerpod/tunnel/attest"
 )
 
 // recordedQuoteTime lies within the validity of the recorded quote's PCK chain.
@@ -93,35 +94,35 @@ func TestTDXAttesterWithMockProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	digest := digestOf("initdata")
-	a := NewTDXAttester(&replayProvider{mock: mock, input: tcs[0].Input})
+	a := attest.NewTDXAttester(&replayProvider{mock: mock, input: tcs[0].Input})
 	cert, err := a.Certificate(context.Background(), digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := EvidenceOf(cert.Leaf)
-	if err != nil || ev.Kind != KindTDX || len(ev.Report) != len(tcs[0].Quote) {
+	ev, err := attest.EvidenceOf(cert.Leaf)
+	if err != nil || ev.Kind != attest.KindTDX || len(ev.Report) != len(tcs[0].Quote) {
 		t.Fatalf("evidence = %+v, %v", ev, err)
 	}
 	// The quote is genuine but does not carry this certificate's binding.
-	err = verifyCert(t, KindTDX, Expectations{InitdataDigest: digest, TDX: &TDXExpectations{Now: recordedQuoteTime}}, cert)
+	err = verifyCert(t, attest.KindTDX, Expectations{InitdataDigest: digest, TDX: &TDXExpectations{Now: recordedQuoteTime}}, cert)
 	if err == nil || !strings.Contains(err.Error(), "REPORT_DATA") {
 		t.Fatalf("replayed quote: %v", err)
 	}
 	// Fake evidence never passes a TDX verifier.
-	err = verifyCert(t, KindTDX, Expectations{InitdataDigest: digest}, fakeCert(t, digest))
+	err = verifyCert(t, attest.KindTDX, Expectations{InitdataDigest: digest}, fakeCert(t, digest))
 	if err == nil || !strings.Contains(err.Error(), `kind "fake"`) {
 		t.Fatalf("fake evidence: %v", err)
 	}
 	// A provider that returns nothing is an error, not an empty certificate.
 	empty, _ := tdxtest.TcQuoteProvider(nil)
-	if _, err := NewTDXAttester(empty).Certificate(context.Background(), digest); err == nil {
+	if _, err := attest.NewTDXAttester(empty).Certificate(context.Background(), digest); err == nil {
 		t.Fatal("empty quote accepted")
 	}
 }
 
 func TestTDXExpectationSizes(t *testing.T) {
 	for _, exp := range []*TDXExpectations{{MRTD: make([]byte, 32)}, {MRConfigID: make([]byte, 64)}, {RTMRs: [4][]byte{3: {1}}}} {
-		if _, err := NewVerifier(KindTDX, Expectations{TDX: exp}); err == nil {
+		if _, err := NewVerifier(attest.KindTDX, Expectations{TDX: exp}); err == nil {
 			t.Fatalf("%+v accepted", exp)
 		}
 	}

@@ -1,4 +1,4 @@
-package attest_test
+package verify_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/peerpod/peerpod/tunnel"
 	"github.com/peerpod/peerpod/tunnel/attest"
+	"github.com/peerpod/peerpod/tunnel/attest/verify"
 )
 
 // nodeIdentity makes a node CA (returned as PEM) and a client certificate it signed.
@@ -88,7 +89,7 @@ func TestFakeThroughTunnel(t *testing.T) {
 	t.Cleanup(func() { cancel(); ln.Close(); <-done })
 
 	dial := func(want []byte) (*tunnel.Session, error) {
-		v, err := attest.NewVerifier(attest.KindFake, attest.Expectations{InitdataDigest: want})
+		v, err := verify.NewVerifier(attest.KindFake, verify.Expectations{InitdataDigest: want})
 		if err != nil {
 			t.Fatal(err)
 		}
