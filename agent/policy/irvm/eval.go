@@ -227,7 +227,7 @@ func (e *evaluation) stmt(l locals, s ir.Stmt) (signal, error) {
 	case *ir.MakeObjectStmt:
 		l[s.Target] = ast.NewTerm(ast.NewObject())
 	case *ir.MakeSetStmt:
-		l[s.Target] = ast.NewTerm(ast.NewSet())
+		l[s.Target] = newSetBuilder()
 	case *ir.ArrayAppendStmt:
 		t := l[s.Array]
 		if appendTo(t, e.operand(l, s.Value)) {
@@ -274,6 +274,9 @@ func (e *evaluation) stmt(l locals, s ir.Stmt) (signal, error) {
 		l[s.Target] = ast.NewTerm(m)
 	case *ir.SetAddStmt:
 		t := l[s.Set]
+		if addTo(t, e.operand(l, s.Value)) {
+			break
+		}
 		set, ok := value(t).(ast.Set)
 		if !ok {
 			return done, fmt.Errorf("%s: add to a %s", where(s.Location), typeName(t))
@@ -323,7 +326,13 @@ func (e *evaluation) scan(l locals, s *ir.ScanStmt) (signal, error) {
 		stop bool
 		err  error
 	)
-	switch src := value(l[s.Source]).(type) {
+	src := value(l[s.Source])
+	if lz, ok := src.(*lazyValue); ok {
+		if _, isSet := lz.Lazy.(*setBuilder); isSet {
+			src = lz.wholeTerm().Value
+		}
+	}
+	switch src := src.(type) {
 	case *lazyValue:
 		if n, ok := src.Lazy.(interface{ Len() int }); ok && src.Type() == "array" {
 			for i := 0; i < n.Len() && !stop; i++ {

@@ -171,3 +171,63 @@ func lazyContains(lz Lazy, x *ast.Term) bool {
 	})
 	return found
 }
+
+// setBuilder is a set that a MakeSetStmt starts and its SetAddStmts grow,
+// as the Wasm target's sets grow: the elements are collected and the
+// ast.Set is made at its full size (no rehashing as it grows) when the set
+// is first used; adds after that go to that set.
+type setBuilder struct {
+	cell  LazyCell
+	elems []*ast.Term
+	set   ast.Set
+}
+
+func newSetBuilder() *ast.Term {
+	b := &setBuilder{}
+	return b.cell.Term(b)
+}
+
+// addTo adds v to the set t if t is a setBuilder's.
+func addTo(t, v *ast.Term) bool {
+	lz, ok := value(t).(*lazyValue)
+	if !ok {
+		return false
+	}
+	b, ok := lz.Lazy.(*setBuilder)
+	if !ok {
+		return false
+	}
+	if b.set != nil {
+		b.set.Add(v) // the set made whole: lz.whole is its term
+	} else {
+		b.elems = append(b.elems, v)
+	}
+	return true
+}
+
+// Materialize makes the set, once.
+func (b *setBuilder) Materialize() ast.Value {
+	if b.set == nil {
+		b.set = ast.NewSet(b.elems...)
+		b.elems = nil
+	}
+	return b.set
+}
+
+func (b *setBuilder) Member(key *ast.Term) *ast.Term {
+	if b.Materialize().(ast.Set).Contains(key) {
+		return key
+	}
+	return nil
+}
+
+func (b *setBuilder) Members(f func(k, v *ast.Term) bool) {
+	for _, k := range b.Materialize().(ast.Set).Slice() {
+		if f(k, k) {
+			return
+		}
+	}
+}
+
+func (b *setBuilder) Type() string { return "set" }
+func (b *setBuilder) Len() int     { return b.Materialize().(ast.Set).Len() }

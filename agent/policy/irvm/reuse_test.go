@@ -173,3 +173,39 @@ func TestConstantArrayIsWhole(t *testing.T) {
 		t.Fatal("no constant function was computed")
 	}
 }
+
+// A set being built holds each element once, is made whole when first
+// used, and takes adds after that into the same whole set.
+func TestSetBuilder(t *testing.T) {
+	s := newSetBuilder()
+	for _, v := range []string{"b", "a", "b"} {
+		if !addTo(s, ast.StringTerm(v)) {
+			t.Fatal("addTo refused a set builder")
+		}
+	}
+	if got := s.Value.(*lazyValue).Lazy.(*setBuilder).Len(); got != 2 {
+		t.Fatalf("Len = %d, want 2", got)
+	}
+	whole := materialize(s)
+	if want := ast.MustParseTerm(`{"a", "b"}`); !whole.Equal(want) {
+		t.Fatalf("whole = %v, want %v", whole, want)
+	}
+	addTo(s, ast.StringTerm("c"))
+	if want := ast.MustParseTerm(`{"a", "b", "c"}`); !materialize(s).Equal(want) || !whole.Equal(want) {
+		t.Fatalf("after adding c: %v (term made before: %v), want %v", materialize(s), whole, want)
+	}
+	if dot(s, ast.StringTerm("c")) == nil || dot(s, ast.StringTerm("d")) != nil {
+		t.Fatal("membership by dot is wrong")
+	}
+	var keys []string
+	s.Value.(*lazyValue).Members(func(k, v *ast.Term) bool {
+		keys = append(keys, string(k.Value.(ast.String)))
+		return false
+	})
+	if fmt.Sprint(keys) != "[a b c]" {
+		t.Fatalf("members = %v, want [a b c] in order", keys)
+	}
+	if addTo(ast.SetTerm(), ast.InternedTerm(1)) {
+		t.Fatal("addTo added to an ast.Set")
+	}
+}
