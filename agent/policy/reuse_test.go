@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/peerpod/peerpod/api/agent"
@@ -110,5 +111,50 @@ func TestStoreFollowsState(t *testing.T) {
 	}
 	if c := e.cur.Load(); c.programs["RemoveContainerRequest"] != nil || c.programs["CreateContainerRequest"] == nil {
 		t.Fatal("CreateContainerRequest should be planned and RemoveContainerRequest not")
+	}
+}
+
+// The data document planned rules read is the policy state after every
+// batch of ops, though it reuses the members that no op touched.
+func TestStateValueFollowsOps(t *testing.T) {
+	c, err := compile(context.Background(), statePolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches := [][]any{
+		{map[string]any{"op": "add", "path": "/pstate/a", "value": []any{1.0, 2.0}},
+			map[string]any{"op": "add", "path": "/pstate/n", "value": "web"}},
+		{map[string]any{"op": "add", "path": "/pstate/a/1", "value": 9.0}},
+		{map[string]any{"op": "replace", "path": "/pstate/n", "value": "db"}},
+		{map[string]any{"op": "copy", "from": "/pstate/a", "path": "/pstate/b~1c"}},
+		{map[string]any{"op": "move", "from": "/pstate/a", "path": "/pstate/d"}},
+		{map[string]any{"op": "remove", "path": "/pstate/n"},
+			map[string]any{"op": "add", "path": "/pstate/d/-", "value": map[string]any{"x": true}}},
+		{map[string]any{"op": "add", "path": "/pstate", "value": map[string]any{"fresh": 1.0}}},
+		{map[string]any{"op": "add", "path": "/pstate/g", "value": 2.0}},
+	}
+	for i, ops := range batches {
+		if err := c.applyOps(ops); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+		want, err := ast.InterfaceToValue(map[string]any{"pstate": c.pstate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ast.Compare(c.data, want) != 0 {
+			t.Fatalf("batch %d: data %v, want %v", i, c.data, want)
+		}
+	}
+	if want := ast.MustParseTerm(`{"pstate": {"fresh": 1, "g": 2}}`).Value; ast.Compare(c.data, want) != 0 {
+		t.Fatalf("final data %v, want %v", c.data, want)
+	}
+	// A failing batch changes nothing.
+	before := c.data
+	if err := c.applyOps([]any{map[string]any{"op": "add", "path": "/pstate/h", "value": 1.0},
+		map[string]any{"op": "remove", "path": "/pstate/missing"}}); err == nil {
+		t.Fatal("a batch with a failing op was applied")
+	}
+	if c.data != before || c.pstate.(map[string]any)["h"] != nil {
+		t.Fatal("a failing batch changed the state")
 	}
 }

@@ -33,6 +33,7 @@ func (c *compiled) applyOps(raw any) error {
 	}
 	// The ops apply to a copy, so that a failing one changes nothing.
 	var doc any = map[string]any{"pstate": deepCopy(c.pstate)}
+	touched := map[string]bool{} // keys of /pstate the ops change; "" for /pstate itself
 	for i, o := range list {
 		op, ok := o.(map[string]any)
 		if !ok {
@@ -42,17 +43,58 @@ func (c *compiled) applyOps(raw any) error {
 		if doc, err = applyOp(doc, op); err != nil {
 			return fmt.Errorf("op %d: %w", i, err)
 		}
+		for _, field := range []string{"path", "from"} {
+			if p, ok := op[field].(string); ok {
+				touched[stateKey(p)] = true
+			}
+		}
 	}
 	next, ok := doc.(map[string]any)["pstate"]
 	if !ok {
 		next = map[string]any{}
 	}
-	data, err := ast.InterfaceToValue(map[string]any{"pstate": next})
+	data, err := c.stateValue(next, touched)
 	if err != nil {
 		return fmt.Errorf("policy state as a value: %w", err)
 	}
 	c.pstate, c.data, c.storeStale = next, data, true
 	return nil
+}
+
+// stateKey is the key of /pstate that JSON pointer p lies under, "" for
+// /pstate itself.
+func stateKey(p string) string {
+	rest, ok := strings.CutPrefix(p, "/pstate/")
+	if !ok {
+		return ""
+	}
+	key, _, _ := strings.Cut(rest, "/")
+	return strings.ReplaceAll(strings.ReplaceAll(key, "~1", "/"), "~0", "~")
+}
+
+// stateValue returns the data document for the policy state next: the
+// members of the current one that no op touched are reused, the others
+// converted from next.
+func (c *compiled) stateValue(next any, touched map[string]bool) (ast.Value, error) {
+	m, isObject := next.(map[string]any)
+	old, _ := c.data.(ast.Object).Get(ast.InternedTerm("pstate")).Value.(ast.Object)
+	if !isObject || touched[""] || old == nil {
+		return ast.InterfaceToValue(map[string]any{"pstate": next})
+	}
+	kvs := make([][2]*ast.Term, 0, len(m))
+	for k, v := range m {
+		key := ast.StringTerm(k)
+		if t := old.Get(key); t != nil && !touched[k] {
+			kvs = append(kvs, [2]*ast.Term{key, t})
+			continue
+		}
+		val, err := ast.InterfaceToValue(v)
+		if err != nil {
+			return nil, err
+		}
+		kvs = append(kvs, [2]*ast.Term{key, ast.NewTerm(val)})
+	}
+	return ast.NewObject(ast.Item(ast.InternedTerm("pstate"), ast.NewTerm(ast.NewObject(kvs...)))), nil
 }
 
 // syncStore writes the policy state to the store if ops changed it since
