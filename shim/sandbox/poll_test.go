@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -28,6 +29,7 @@ func TestNextAgentPoll(t *testing.T) {
 		{"doubles", agentPollMin, unreachable, 2 * agentPollMin},
 		{"capped", agentPollMax, other, agentPollMax},
 		{"capped from just below", agentPollMax - time.Millisecond, other, agentPollMax},
+		{"no TCP answer yet is probed again soon", agentPollMax, fmt.Errorf("%w: i/o timeout", errAgentUnreachable), agentPollRefused},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -35,5 +37,33 @@ func TestNextAgentPoll(t *testing.T) {
 				t.Errorf("nextAgentPoll(%v, %v) = %v, want %v", tc.prev, tc.err, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestAgentReachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if err := agentReachable(context.Background(), addr, time.Second); err != nil {
+		t.Fatalf("listening port: %v", err)
+	}
+	ln.Close()
+	err = agentReachable(context.Background(), addr, time.Second)
+	if !errors.Is(err, errAgentUnreachable) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("closed port: err = %v, want errAgentUnreachable wrapping ECONNREFUSED", err)
+	}
+	if got := nextAgentPoll(agentPollMax, err); got != agentPollRefused {
+		t.Fatalf("pause after a refused connect = %v, want %v", got, agentPollRefused)
 	}
 }

@@ -207,25 +207,49 @@ func causeOf(err error) string {
 
 // Pauses between two probes of a VM's agent. A VM that refuses the
 // connection has its network up and its agent about to listen (the agent
-// listens a few tens of milliseconds after the network), so it is probed
-// every agentPollRefused; other failures back off from agentPollMin to
-// agentPollMax.
+// listens a few tens of milliseconds after the network), and one that does
+// not answer yet costs a bounded TCP connect (agentConnectMin), so both are
+// probed again every agentPollRefused; other failures back off from
+// agentPollMin to agentPollMax.
 const (
 	agentPollRefused = 20 * time.Millisecond
 	agentPollMin     = 50 * time.Millisecond
 	agentPollMax     = 200 * time.Millisecond
+	// agentConnectMin bounds the first TCP connects to a booting VM: a SYN
+	// sent before the guest's NIC was up is lost, and the kernel would send
+	// it again only a second later. Each connect that times out doubles the
+	// bound, up to agentConnectMax, so a slow path still gets through.
+	agentConnectMin = 250 * time.Millisecond
+	agentConnectMax = 4 * time.Second
 )
+
+// errAgentUnreachable marks a VM whose agent port did not accept a TCP
+// connection yet.
+var errAgentUnreachable = errors.New("agent port not reachable")
 
 // nextAgentPoll is the pause after a probe that failed with err, the
 // previous pause having been prev (0 before the first).
 func nextAgentPoll(prev time.Duration, err error) time.Duration {
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, errAgentUnreachable) {
 		return agentPollRefused
 	}
 	if prev < agentPollMin {
 		return agentPollMin
 	}
 	return min(2*prev, agentPollMax)
+}
+
+// agentReachable makes one TCP connection to addr within limit and closes
+// it: cheap to repeat while the VM boots, unlike a tunnel dial, whose
+// connect is bounded only by the handshake timeout.
+func agentReachable(ctx context.Context, addr string, limit time.Duration) error {
+	d := net.Dialer{Timeout: limit}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errAgentUnreachable, err)
+	}
+	_ = c.Close()
+	return nil
 }
 
 // waitAgent dials the VM until its agent answers Health.Check, then sends
@@ -239,10 +263,25 @@ func (mg *Manager) waitAgent(ctx context.Context, s *sandbox, e journal.Entry, c
 	// added to the pod's start time once the agent is up.
 	var backoff time.Duration
 	var last error
+	// Until the agent's port accepts a connection, probe it with plain TCP
+	// connects of a short bound; then run the whole probe.
+	reached, connect := false, agentConnectMin
 	for {
-		err := mg.probe(ctx, s, e, cfg)
-		if err == nil {
-			return nil
+		var err error
+		if !reached {
+			err = agentReachable(ctx, e.VMAddr, connect)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				connect = min(2*connect, agentConnectMax)
+			}
+			reached = err == nil
+		}
+		if reached {
+			if err = mg.probe(ctx, s, e, cfg); err == nil {
+				return nil
+			}
+			// An agent that went away is looked for with connects again.
+			reached = !errors.Is(err, syscall.ECONNREFUSED)
 		}
 		if errors.Is(err, attest.ErrAttestation) {
 			return fmt.Errorf("VM %s failed attestation: %w", e.VMName, err)
