@@ -85,25 +85,17 @@ var (
 const cancelEvery = 1 << 12
 
 // operand returns o's value, made whole if it is Lazy.
-func (e *evaluation) operand(l locals, o ir.Operand) *ast.Term {
-	return materialize(e.raw(l, o))
+func operandOf(l locals, o operand) *ast.Term {
+	return materialize(raw(l, o))
 }
 
 // raw returns o's value as it is, perhaps Lazy: for the statements that
 // only pass it on or look into it.
-func (e *evaluation) raw(l locals, o ir.Operand) *ast.Term {
-	switch v := o.Value.(type) {
-	case ir.Local:
-		return l[v]
-	case ir.StringIndex:
-		return e.p.strings[v]
-	case ir.Bool:
-		if v {
-			return trueTerm
-		}
-		return falseTerm
+func raw(l locals, o operand) *ast.Term {
+	if o.term != nil {
+		return o.term
 	}
-	return nil
+	return l[o.local]
 }
 
 // value is t's value, nil for an undefined t.
@@ -128,15 +120,15 @@ func outer(sig signal, levels uint32) (signal, bool) {
 	return done, false
 }
 
-func (e *evaluation) block(l locals, b *ir.Block) (signal, error) {
-	for _, s := range b.Stmts {
+func (e *evaluation) block(l locals, b *block) (signal, error) {
+	for i := range b.instrs {
 		e.steps++
 		if e.steps%cancelEvery == 0 {
 			if err := e.ctx.Err(); err != nil {
 				return done, err
 			}
 		}
-		sig, err := e.stmt(l, s)
+		sig, err := e.stmt(l, &b.instrs[i])
 		if err != nil {
 			return done, err
 		}
@@ -148,43 +140,43 @@ func (e *evaluation) block(l locals, b *ir.Block) (signal, error) {
 }
 
 // stmt runs one statement; a signal other than done leaves the block.
-func (e *evaluation) stmt(l locals, s ir.Stmt) (signal, error) {
-	switch s := s.(type) {
-	case *ir.DotStmt:
-		t := dot(e.raw(l, s.Source), e.operand(l, s.Key))
+func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
+	switch in.op {
+	case opDot:
+		t := dot(raw(l, in.a), operandOf(l, in.b))
 		if t == nil {
 			return failed, nil
 		}
-		l[s.Target] = t
-	case *ir.AssignVarStmt:
-		l[s.Target] = e.raw(l, s.Source)
-	case *ir.AssignVarOnceStmt:
-		t := e.operand(l, s.Source)
-		if cur := l[s.Target]; cur != nil && ast.Compare(cur.Value, value(t)) != 0 {
-			return done, fmt.Errorf("%s: complete rule has %w", where(s.Location), ErrConflict)
+		l[in.target] = t
+	case opAssignVar:
+		l[in.target] = raw(l, in.a)
+	case opAssignVarOnce:
+		t := operandOf(l, in.a)
+		if cur := l[in.target]; cur != nil && ast.Compare(cur.Value, value(t)) != 0 {
+			return done, fmt.Errorf("%s: complete rule has %w", where(in.s.(*ir.AssignVarOnceStmt).Location), ErrConflict)
 		}
-		l[s.Target] = t
-	case *ir.EqualStmt:
-		a, b := e.operand(l, s.A), e.operand(l, s.B)
+		l[in.target] = t
+	case opEqual:
+		a, b := operandOf(l, in.a), operandOf(l, in.b)
 		if a == nil || b == nil || (a != b && ast.Compare(a.Value, b.Value) != 0) {
 			return failed, nil
 		}
-	case *ir.NotEqualStmt:
-		a, b := e.operand(l, s.A), e.operand(l, s.B)
+	case opNotEqual:
+		a, b := operandOf(l, in.a), operandOf(l, in.b)
 		if a == nil || b == nil || a == b || ast.Compare(a.Value, b.Value) == 0 {
 			return failed, nil
 		}
-	case *ir.CallStmt:
-		t, err := e.call(l, s)
+	case opCall:
+		t, err := e.call(l, in)
 		if err != nil {
 			return done, err
 		}
 		if t == nil {
 			return failed, nil
 		}
-		l[s.Result] = t
-	case *ir.BlockStmt:
-		for _, b := range s.Blocks {
+		l[in.target] = t
+	case opBlock:
+		for _, b := range in.blocks {
 			sig, err := e.block(l, b)
 			if err != nil {
 				return done, err
@@ -193,12 +185,12 @@ func (e *evaluation) stmt(l locals, s ir.Stmt) (signal, error) {
 				return out, nil
 			}
 		}
-	case *ir.BreakStmt:
-		return signal{kind: sigBreak, n: s.Index}, nil
-	case *ir.ScanStmt:
-		return e.scan(l, s)
-	case *ir.NotStmt:
-		sig, err := e.block(l, s.Block)
+	case opBreak:
+		return signal{kind: sigBreak, n: in.s.(*ir.BreakStmt).Index}, nil
+	case opScan:
+		return e.scan(l, in)
+	case opNot:
+		sig, err := e.block(l, in.blocks[0])
 		if err != nil {
 			return done, err
 		}
@@ -208,111 +200,111 @@ func (e *evaluation) stmt(l locals, s ir.Stmt) (signal, error) {
 		if out, leave := outer(sig, 1); leave {
 			return out, nil
 		}
-	case *ir.WithStmt:
-		return e.with(l, s)
-	case *ir.ReturnLocalStmt:
-		return signal{kind: sigReturn, val: l[s.Source]}, nil
-	case *ir.ResetLocalStmt:
-		l[s.Target] = nil
-	case *ir.MakeNullStmt:
-		l[s.Target] = nullTerm
-	case *ir.MakeNumberIntStmt:
-		l[s.Target] = ast.InternedTerm(int(s.Value))
-	case *ir.AssignIntStmt:
-		l[s.Target] = ast.InternedTerm(int(s.Value))
-	case *ir.MakeNumberRefStmt:
-		l[s.Target] = e.p.numbers[s.Index]
-	case *ir.MakeArrayStmt:
-		l[s.Target] = newArrayBuilder(int(s.Capacity))
-	case *ir.MakeObjectStmt:
-		l[s.Target] = ast.NewTerm(ast.NewObject())
-	case *ir.MakeSetStmt:
-		l[s.Target] = newSetBuilder()
-	case *ir.ArrayAppendStmt:
-		t := l[s.Array]
-		if appendTo(t, e.operand(l, s.Value)) {
+	case opWith:
+		return e.with(l, in)
+	case opReturn:
+		return signal{kind: sigReturn, val: raw(l, in.a)}, nil
+	case opResetLocal:
+		l[in.target] = nil
+	case opMakeNull:
+		l[in.target] = nullTerm
+	case opMakeNumberInt, opAssignInt, opMakeNumberRef:
+		l[in.target] = in.a.term
+	case opMakeArray:
+		l[in.target] = newArrayBuilder(int(in.s.(*ir.MakeArrayStmt).Capacity))
+	case opMakeObject:
+		l[in.target] = ast.NewTerm(ast.NewObject())
+	case opMakeSet:
+		l[in.target] = newSetBuilder()
+	case opArrayAppend:
+		t := l[in.target]
+		v := operandOf(l, in.a)
+		if appendTo(t, v) {
 			break
 		}
 		arr, ok := value(t).(*ast.Array)
 		if !ok {
-			return done, fmt.Errorf("%s: append to a %s", where(s.Location), typeName(t))
+			return done, fmt.Errorf("%s: append to a %s", where(in.s.(*ir.ArrayAppendStmt).Location), typeName(t))
 		}
 		// In place, as the Wasm target appends.
-		t.Value = arr.Append(e.operand(l, s.Value))
-	case *ir.ObjectInsertStmt:
-		t := l[s.Object]
+		t.Value = arr.Append(v)
+	case opObjectInsert:
+		t := l[in.target]
 		obj, ok := value(t).(ast.Object)
 		if !ok {
-			return done, fmt.Errorf("%s: insert into a %s", where(s.Location), typeName(t))
+			return done, fmt.Errorf("%s: insert into a %s", where(in.s.(*ir.ObjectInsertStmt).Location), typeName(t))
 		}
-		obj.Insert(e.operand(l, s.Key), e.operand(l, s.Value))
-	case *ir.ObjectInsertOnceStmt:
-		t := l[s.Object]
+		obj.Insert(operandOf(l, in.a), operandOf(l, in.b))
+	case opObjectInsertOnce:
+		t := l[in.target]
+		loc := in.s.(*ir.ObjectInsertOnceStmt).Location
 		obj, ok := value(t).(ast.Object)
 		if !ok {
-			return done, fmt.Errorf("%s: insert into a %s", where(s.Location), typeName(t))
+			return done, fmt.Errorf("%s: insert into a %s", where(loc), typeName(t))
 		}
-		k, v := e.operand(l, s.Key), e.operand(l, s.Value)
+		k, v := operandOf(l, in.a), operandOf(l, in.b)
 		if cur := obj.Get(k); cur != nil {
 			if ast.Compare(cur.Value, value(v)) != 0 {
-				return done, fmt.Errorf("%s: object key %v has %w", where(s.Location), k, ErrConflict)
+				return done, fmt.Errorf("%s: object key %v has %w", where(loc), k, ErrConflict)
 			}
 			return done, nil
 		}
 		obj.Insert(k, v)
-	case *ir.ObjectMergeStmt:
-		ta, tb := materialize(l[s.A]), materialize(l[s.B])
+	case opObjectMerge:
+		loc := in.s.(*ir.ObjectMergeStmt).Location
+		ta, tb := operandOf(l, in.a), operandOf(l, in.b)
 		a, aok := value(ta).(ast.Object)
 		b, bok := value(tb).(ast.Object)
 		if !aok || !bok {
-			return done, fmt.Errorf("%s: merge of a %s and a %s: %w", where(s.Location), typeName(ta), typeName(tb), ErrConflict)
+			return done, fmt.Errorf("%s: merge of a %s and a %s: %w", where(loc), typeName(ta), typeName(tb), ErrConflict)
 		}
 		m, ok := a.Merge(b)
 		if !ok {
-			return done, fmt.Errorf("%s: merge: %w", where(s.Location), ErrConflict)
+			return done, fmt.Errorf("%s: merge: %w", where(loc), ErrConflict)
 		}
-		l[s.Target] = ast.NewTerm(m)
-	case *ir.SetAddStmt:
-		t := l[s.Set]
-		if addTo(t, e.operand(l, s.Value)) {
+		l[in.target] = ast.NewTerm(m)
+	case opSetAdd:
+		t := l[in.target]
+		v := operandOf(l, in.a)
+		if addTo(t, v) {
 			break
 		}
 		set, ok := value(t).(ast.Set)
 		if !ok {
-			return done, fmt.Errorf("%s: add to a %s", where(s.Location), typeName(t))
+			return done, fmt.Errorf("%s: add to a %s", where(in.s.(*ir.SetAddStmt).Location), typeName(t))
 		}
-		set.Add(e.operand(l, s.Value))
-	case *ir.LenStmt:
-		n, ok := length(value(e.operand(l, s.Source)))
+		set.Add(v)
+	case opLen:
+		n, ok := length(value(operandOf(l, in.a)))
 		if !ok {
 			return failed, nil
 		}
-		l[s.Target] = ast.InternedTerm(n)
-	case *ir.IsArrayStmt:
-		if typeOf(e.raw(l, s.Source)) != "array" {
+		l[in.target] = ast.InternedTerm(n)
+	case opIsArray:
+		if typeOf(raw(l, in.a)) != "array" {
 			return failed, nil
 		}
-	case *ir.IsObjectStmt:
-		if typeOf(e.raw(l, s.Source)) != "object" {
+	case opIsObject:
+		if typeOf(raw(l, in.a)) != "object" {
 			return failed, nil
 		}
-	case *ir.IsSetStmt:
-		if typeOf(e.raw(l, s.Source)) != "set" {
+	case opIsSet:
+		if typeOf(raw(l, in.a)) != "set" {
 			return failed, nil
 		}
-	case *ir.IsDefinedStmt:
-		if l[s.Source] == nil {
+	case opIsDefined:
+		if raw(l, in.a) == nil {
 			return failed, nil
 		}
-	case *ir.IsUndefinedStmt:
-		if l[s.Source] != nil {
+	case opIsUndefined:
+		if raw(l, in.a) != nil {
 			return failed, nil
 		}
-	case *ir.ResultSetAddStmt:
-		e.results = append(e.results, materialize(l[s.Value]))
-	case *ir.NopStmt:
+	case opResultSetAdd:
+		e.results = append(e.results, materialize(raw(l, in.a)))
+	case opNop:
 	default:
-		return done, fmt.Errorf("irvm: statement %T is not supported", s)
+		return done, fmt.Errorf("irvm: statement %T is not supported", in.s)
 	}
 	return done, nil
 }
@@ -320,13 +312,14 @@ func (e *evaluation) stmt(l locals, s ir.Stmt) (signal, error) {
 // scan runs the body once per element; the body is the loop level (a
 // break of 0 continues with the next element) and the scan adds a second
 // level around it (a break of 1 ends the scan).
-func (e *evaluation) scan(l locals, s *ir.ScanStmt) (signal, error) {
+func (e *evaluation) scan(l locals, in *instr) (signal, error) {
 	var (
 		out  = done
 		stop bool
 		err  error
 	)
-	src := value(l[s.Source])
+	s := scanOf(in)
+	src := value(raw(l, in.a))
 	if lz, ok := src.(*lazyValue); ok {
 		if _, isSet := lz.Lazy.(*setBuilder); isSet {
 			src = lz.wholeTerm().Value
@@ -362,9 +355,20 @@ func (e *evaluation) scan(l locals, s *ir.ScanStmt) (signal, error) {
 	return out, err
 }
 
+// scanOf is what a scan's body needs of it.
+func scanOf(in *instr) scanInstr {
+	s := in.s.(*ir.ScanStmt)
+	return scanInstr{key: s.Key, value: s.Value, body: in.blocks[0]}
+}
+
+type scanInstr struct {
+	key, value ir.Local
+	body       *block
+}
+
 // scanMembers scans a lazy collection through its Members (apart from
 // scan, whose variables the callback would move to the heap).
-func (e *evaluation) scanMembers(l locals, s *ir.ScanStmt, lz Lazy) (signal, error) {
+func (e *evaluation) scanMembers(l locals, s scanInstr, lz Lazy) (signal, error) {
 	var (
 		out = done
 		err error
@@ -379,10 +383,10 @@ func (e *evaluation) scanMembers(l locals, s *ir.ScanStmt, lz Lazy) (signal, err
 
 // scanBody runs a scan's body for one element; stop says the scan ends
 // (with the signal returned).
-func (e *evaluation) scanBody(l locals, s *ir.ScanStmt, k, v *ast.Term) (signal, bool, error) {
-	l[s.Key] = k
-	l[s.Value] = v
-	sig, err := e.block(l, s.Block)
+func (e *evaluation) scanBody(l locals, s scanInstr, k, v *ast.Term) (signal, bool, error) {
+	l[s.key] = k
+	l[s.value] = v
+	sig, err := e.block(l, s.body)
 	if err != nil {
 		return done, true, err
 	}
@@ -399,9 +403,10 @@ func (e *evaluation) scanBody(l locals, s *ir.ScanStmt, k, v *ast.Term) (signal,
 
 // with runs the body with a local (or a path in it) replaced, and restores
 // it; memoized rule values are not shared across the replacement.
-func (e *evaluation) with(l locals, s *ir.WithStmt) (signal, error) {
+func (e *evaluation) with(l locals, in *instr) (signal, error) {
+	s := in.s.(*ir.WithStmt)
 	saved := l[s.Local]
-	t := e.operand(l, s.Value)
+	t := operandOf(l, in.a)
 	if len(s.Path) > 0 {
 		path := make([]*ast.Term, len(s.Path))
 		for i, idx := range s.Path {
@@ -412,7 +417,7 @@ func (e *evaluation) with(l locals, s *ir.WithStmt) (signal, error) {
 	l[s.Local] = t
 	memo, done := e.memo, e.done
 	e.memo, e.done = make([]*ast.Term, e.p.nfuncs), make([]bool, e.p.nfuncs)
-	sig, err := e.block(l, s.Block)
+	sig, err := e.block(l, in.blocks[0])
 	e.memo, e.done = memo, done
 	l[s.Local] = saved
 	if err != nil {
@@ -444,24 +449,24 @@ func upsert(doc *ast.Term, path []*ast.Term, val *ast.Term) *ast.Term {
 }
 
 // call runs a planned function or a built-in; nil means undefined.
-func (e *evaluation) call(l locals, s *ir.CallStmt) (*ast.Term, error) {
-	target := e.p.calls[s]
+func (e *evaluation) call(l locals, in *instr) (*ast.Term, error) {
+	target := in.call
 	if target.fn != nil {
-		return e.callFunc(l, target.fn, s)
+		return e.callFunc(l, target.fn, in)
 	}
-	if target.count && len(s.Args) == 1 {
+	if target.count && len(in.args) == 1 {
 		// count of a lazy collection that knows its length: not made whole.
-		if lz, ok := value(e.raw(l, s.Args[0])).(*lazyValue); ok {
+		if lz, ok := value(raw(l, in.args[0])).(*lazyValue); ok {
 			if n, ok := lz.Lazy.(interface{ Len() int }); ok {
 				return ast.InternedTerm(n.Len()), nil
 			}
 		}
 	}
-	if target.member && len(s.Args) == 2 {
+	if target.member && len(in.args) == 2 {
 		// x in a lazy array or object: its members compared one by one,
 		// as the built-in compares them, without making it whole.
-		if lz, ok := value(e.raw(l, s.Args[1])).(*lazyValue); ok && lz.Type() != "set" {
-			x := e.operand(l, s.Args[0])
+		if lz, ok := value(raw(l, in.args[1])).(*lazyValue); ok && lz.Type() != "set" {
+			x := operandOf(l, in.args[0])
 			if x == nil {
 				return nil, nil
 			}
@@ -469,8 +474,8 @@ func (e *evaluation) call(l locals, s *ir.CallStmt) (*ast.Term, error) {
 		}
 	}
 	args := e.args[:0]
-	for _, a := range s.Args {
-		t := e.operand(l, a)
+	for _, a := range in.args {
+		t := operandOf(l, a)
 		if t == nil {
 			return nil, nil
 		}
@@ -485,6 +490,7 @@ func (e *evaluation) call(l locals, s *ir.CallStmt) (*ast.Term, error) {
 	if err != nil {
 		var halt topdown.Halt
 		if errors.As(err, &halt) {
+			s := in.s.(*ir.CallStmt)
 			return nil, fmt.Errorf("%s: %s: %w", where(s.Location), s.Func, err)
 		}
 		return nil, nil // as topdown without strict built-in errors: undefined
@@ -492,17 +498,17 @@ func (e *evaluation) call(l locals, s *ir.CallStmt) (*ast.Term, error) {
 	return out, nil
 }
 
-func (e *evaluation) callFunc(l locals, f *function, s *ir.CallStmt) (*ast.Term, error) {
+func (e *evaluation) callFunc(l locals, f *function, in *instr) (*ast.Term, error) {
 	if f.pure {
 		return e.constant(f)
 	}
-	memoize := len(s.Args) == 2
+	memoize := len(in.args) == 2
 	if memoize && e.done[f.index] {
 		return e.memo[f.index], nil
 	}
 	fl := e.push(f.size)
 	for i, p := range f.fn.Params {
-		fl[p] = e.raw(l, s.Args[i])
+		fl[p] = raw(l, in.args[i])
 	}
 	t, err := e.run(f, fl)
 	e.pop(f.size)
@@ -539,7 +545,7 @@ func (e *evaluation) constant(f *function) (*ast.Term, error) {
 
 // run runs a function's blocks in its frame fl.
 func (e *evaluation) run(f *function, fl locals) (*ast.Term, error) {
-	for _, b := range f.fn.Blocks {
+	for _, b := range f.blocks {
 		sig, err := e.block(fl, b)
 		if err != nil {
 			return nil, err

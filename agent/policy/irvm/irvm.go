@@ -38,7 +38,8 @@ var ErrConflict = errors.New("conflicting values")
 // concurrent use.
 type Program struct {
 	plan     *ir.Plan
-	planSize int // locals the plan uses
+	blocks   []*block // the plan's, compiled
+	planSize int      // locals the plan uses
 	funcs    map[string]*function
 	nfuncs   int
 	calls    map[*ir.CallStmt]callTarget
@@ -47,6 +48,8 @@ type Program struct {
 	builtins map[string]topdown.BuiltinFunc
 	// free holds evaluation states for reuse, cleared (evaluation.release).
 	free sync.Pool
+	// badOperand is set by compiling an operand of an unknown kind.
+	badOperand error
 }
 
 // callTarget is what a CallStmt calls: a planned function or a built-in.
@@ -58,9 +61,10 @@ type callTarget struct {
 }
 
 type function struct {
-	fn    *ir.Func
-	index int // in an evaluation's memo
-	size  int // locals it uses
+	fn     *ir.Func
+	blocks []*block // fn's, compiled
+	index  int      // in an evaluation's memo
+	size   int      // locals it uses
 	// pure: reads neither input nor data, calls only pure functions and
 	// deterministic built-ins, has no with: its value never changes.
 	pure  bool
@@ -136,6 +140,13 @@ func New(policy *ir.Policy) (*Program, error) {
 		return nil, err
 	}
 	p.markPure()
+	p.blocks = p.compileBlocks(p.plan.Blocks)
+	for _, f := range p.funcs {
+		f.blocks = p.compileBlocks(f.fn.Blocks)
+	}
+	if p.badOperand != nil {
+		return nil, p.badOperand
+	}
 	return p, nil
 }
 
@@ -361,7 +372,7 @@ func (p *Program) Eval(ctx context.Context, input, data ast.Value) ([]ast.Value,
 	if data != nil {
 		fl[ir.Data] = ast.NewTerm(data)
 	}
-	for _, b := range p.plan.Blocks {
+	for _, b := range p.blocks {
 		sig, err := e.block(fl, b)
 		if err != nil {
 			return nil, err

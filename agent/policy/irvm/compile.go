@@ -1,0 +1,189 @@
+package irvm
+
+import (
+	"fmt"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
+)
+
+// New turns the plan's blocks into blocks of instrs: a statement's kind is
+// a small integer (a jump table, not a type switch), its operands are
+// resolved (a constant's term, or a local's index) and a call's target is
+// found once, not at every run.
+
+// block is a compiled ir.Block.
+type block struct{ instrs []instr }
+
+// instr is one compiled statement.
+type instr struct {
+	op opcode
+	// a and b are the statement's operands and target its local (see
+	// compileStmt for which is which).
+	a, b   operand
+	target ir.Local
+	call   *callTarget
+	args   []operand
+	blocks []*block // nested blocks: a BlockStmt's; a scan's, not's or with's body
+	s      ir.Stmt  // the statement, for what the fields above lack
+}
+
+// operand is a constant's term, or (term nil) a local.
+type operand struct {
+	term  *ast.Term
+	local ir.Local
+}
+
+type opcode uint8
+
+const (
+	opNop opcode = iota
+	opDot
+	opAssignVar
+	opAssignVarOnce
+	opEqual
+	opNotEqual
+	opCall
+	opBlock
+	opBreak
+	opScan
+	opNot
+	opWith
+	opReturn
+	opResetLocal
+	opMakeNull
+	opMakeNumberInt
+	opAssignInt
+	opMakeNumberRef
+	opMakeArray
+	opMakeObject
+	opMakeSet
+	opArrayAppend
+	opObjectInsert
+	opObjectInsertOnce
+	opObjectMerge
+	opSetAdd
+	opLen
+	opIsArray
+	opIsObject
+	opIsSet
+	opIsDefined
+	opIsUndefined
+	opResultSetAdd
+	opUnsupported
+)
+
+func (p *Program) compileBlocks(bs []*ir.Block) []*block {
+	out := make([]*block, len(bs))
+	for i, b := range bs {
+		out[i] = p.compileBlock(b)
+	}
+	return out
+}
+
+func (p *Program) compileBlock(b *ir.Block) *block {
+	cb := &block{instrs: make([]instr, len(b.Stmts))}
+	for i, s := range b.Stmts {
+		cb.instrs[i] = p.compileStmt(s)
+	}
+	return cb
+}
+
+func (p *Program) operand(o ir.Operand) operand {
+	switch v := o.Value.(type) {
+	case ir.Local:
+		return operand{local: v}
+	case ir.StringIndex:
+		return operand{term: p.strings[v]}
+	case ir.Bool:
+		if v {
+			return operand{term: trueTerm}
+		}
+		return operand{term: falseTerm}
+	}
+	p.badOperand = fmt.Errorf("irvm: operand %T is not supported", o.Value)
+	return operand{term: nullTerm}
+}
+
+func local(l ir.Local) operand { return operand{local: l} }
+
+// compileStmt compiles s; New has checked it (p.check).
+func (p *Program) compileStmt(s ir.Stmt) instr {
+	in := instr{s: s}
+	switch s := s.(type) {
+	case *ir.DotStmt:
+		in.op, in.a, in.b, in.target = opDot, p.operand(s.Source), p.operand(s.Key), s.Target
+	case *ir.AssignVarStmt:
+		in.op, in.a, in.target = opAssignVar, p.operand(s.Source), s.Target
+	case *ir.AssignVarOnceStmt:
+		in.op, in.a, in.target = opAssignVarOnce, p.operand(s.Source), s.Target
+	case *ir.EqualStmt:
+		in.op, in.a, in.b = opEqual, p.operand(s.A), p.operand(s.B)
+	case *ir.NotEqualStmt:
+		in.op, in.a, in.b = opNotEqual, p.operand(s.A), p.operand(s.B)
+	case *ir.CallStmt:
+		in.op, in.target = opCall, s.Result
+		t := p.calls[s]
+		in.call = &t
+		for _, a := range s.Args {
+			in.args = append(in.args, p.operand(a))
+		}
+	case *ir.BlockStmt:
+		in.op, in.blocks = opBlock, p.compileBlocks(s.Blocks)
+	case *ir.BreakStmt:
+		in.op = opBreak
+	case *ir.ScanStmt:
+		in.op, in.a, in.blocks = opScan, local(s.Source), []*block{p.compileBlock(s.Block)}
+	case *ir.NotStmt:
+		in.op, in.blocks = opNot, []*block{p.compileBlock(s.Block)}
+	case *ir.WithStmt:
+		in.op, in.a, in.target, in.blocks = opWith, p.operand(s.Value), s.Local, []*block{p.compileBlock(s.Block)}
+	case *ir.ReturnLocalStmt:
+		in.op, in.a = opReturn, local(s.Source)
+	case *ir.ResetLocalStmt:
+		in.op, in.target = opResetLocal, s.Target
+	case *ir.MakeNullStmt:
+		in.op, in.target = opMakeNull, s.Target
+	case *ir.MakeNumberIntStmt:
+		in.op, in.target, in.a = opMakeNumberInt, s.Target, operand{term: ast.InternedTerm(int(s.Value))}
+	case *ir.AssignIntStmt:
+		in.op, in.target, in.a = opAssignInt, s.Target, operand{term: ast.InternedTerm(int(s.Value))}
+	case *ir.MakeNumberRefStmt:
+		in.op, in.target, in.a = opMakeNumberRef, s.Target, operand{term: p.numbers[s.Index]}
+	case *ir.MakeArrayStmt:
+		in.op, in.target = opMakeArray, s.Target
+	case *ir.MakeObjectStmt:
+		in.op, in.target = opMakeObject, s.Target
+	case *ir.MakeSetStmt:
+		in.op, in.target = opMakeSet, s.Target
+	case *ir.ArrayAppendStmt:
+		in.op, in.a, in.target = opArrayAppend, p.operand(s.Value), s.Array
+	case *ir.ObjectInsertStmt:
+		in.op, in.a, in.b, in.target = opObjectInsert, p.operand(s.Key), p.operand(s.Value), s.Object
+	case *ir.ObjectInsertOnceStmt:
+		in.op, in.a, in.b, in.target = opObjectInsertOnce, p.operand(s.Key), p.operand(s.Value), s.Object
+	case *ir.ObjectMergeStmt:
+		in.op, in.a, in.b, in.target = opObjectMerge, local(s.A), local(s.B), s.Target
+	case *ir.SetAddStmt:
+		in.op, in.a, in.target = opSetAdd, p.operand(s.Value), s.Set
+	case *ir.LenStmt:
+		in.op, in.a, in.target = opLen, p.operand(s.Source), s.Target
+	case *ir.IsArrayStmt:
+		in.op, in.a = opIsArray, p.operand(s.Source)
+	case *ir.IsObjectStmt:
+		in.op, in.a = opIsObject, p.operand(s.Source)
+	case *ir.IsSetStmt:
+		in.op, in.a = opIsSet, p.operand(s.Source)
+	case *ir.IsDefinedStmt:
+		in.op, in.a = opIsDefined, local(s.Source)
+	case *ir.IsUndefinedStmt:
+		in.op, in.a = opIsUndefined, local(s.Source)
+	case *ir.ResultSetAddStmt:
+		in.op, in.a = opResultSetAdd, local(s.Value)
+	case *ir.NopStmt:
+		in.op = opNop
+	default:
+		in.op = opUnsupported
+	}
+	return in
+}
