@@ -473,6 +473,16 @@ func (e *evaluation) call(l locals, in *instr) (*ast.Term, error) {
 			return ast.InternedTerm(lazyContains(lz.Lazy, x)), nil
 		}
 	}
+	if target.minus && len(in.args) == 2 {
+		// a - b of two sets: the built-in first compares them, sorting
+		// both; the difference alone is the same set.
+		a, b := operandOf(l, in.args[0]), operandOf(l, in.args[1])
+		if sa, ok := value(a).(ast.Set); ok {
+			if sb, ok := value(b).(ast.Set); ok {
+				return ast.NewTerm(setDiff(sa, sb)), nil
+			}
+		}
+	}
 	args := e.args[:0]
 	for _, a := range in.args {
 		t := operandOf(l, a)
@@ -625,4 +635,15 @@ func where(loc ir.Location) string {
 		return fmt.Sprintf("line %d (%s)", loc.Row, loc.Text)
 	}
 	return fmt.Sprintf("line %d", loc.Row)
+}
+
+// setDiff is the set of a's elements that b lacks.
+func setDiff(a, b ast.Set) ast.Set {
+	var keep []*ast.Term
+	a.Foreach(func(t *ast.Term) {
+		if !b.Contains(t) {
+			keep = append(keep, t)
+		}
+	})
+	return ast.NewSet(keep...)
 }

@@ -58,6 +58,7 @@ type callTarget struct {
 	builtin topdown.BuiltinFunc
 	count   bool // the built-in is count
 	member  bool // the built-in is internal.member_2 (x in coll)
+	minus   bool // the built-in is minus (set difference or subtraction)
 }
 
 type function struct {
@@ -167,7 +168,7 @@ func (p *Program) check(s ir.Stmt) error {
 		if !ok {
 			return fmt.Errorf("irvm: call of unknown function %s", s.Func)
 		}
-		p.calls[s] = callTarget{builtin: b, count: s.Func == "count", member: s.Func == "internal.member_2"}
+		p.calls[s] = callTarget{builtin: b, count: s.Func == "count", member: s.Func == "internal.member_2", minus: s.Func == "minus"}
 	case *ir.MakeNumberRefStmt:
 		if s.Index < 0 || s.Index >= len(p.numbers) || p.numbers[s.Index] == nil {
 			return fmt.Errorf("irvm: number constant %d is not a number", s.Index)

@@ -126,6 +126,8 @@ missing_field := input.nope.deeper
 
 types := [is_string(input.user), is_array(input.groups), is_object(input.attrs), is_null(input.nothing)]
 
+differences := [count(input.numbers) - 1, input_set - input_set, input_set - {"dev"}, {"dev", "x"} - input_set]
+
 membership := [1 in input.attrs, "x" in input.attrs, "dev" in input.groups, 12.5 in input.numbers, {"b": 1} in input.attrs]
 `
 
@@ -133,7 +135,7 @@ var queries = []string{
 	"allow", "level", "names", "by_len", "sizes", "all_short", "some_long", "labels",
 	"sum_doubles", "pairs", "nested", "with_user", "with_data", "state_name", "no_state",
 	"regexes", "numbers_equal", "big", "obj_get", "filtered", "json_text", "set_ops", "sorted",
-	"formatted", "a.b.c", "a", "conflict", "ops", "missing_field", "types", "membership",
+	"formatted", "a.b.c", "a", "conflict", "ops", "missing_field", "types", "membership", "differences",
 }
 
 var inputs = []string{
