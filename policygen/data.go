@@ -90,8 +90,11 @@ var DefaultCapabilities = []string{
 // service links. The service-link forms share their "<NAME>_" prefix in one
 // branch, so a regular expression engine that backtracks tries the name
 // once per line rather than once per form (three times faster on a pod's
-// usual eight lines).
-const runtimeEnv = `HOSTNAME=[A-Za-z0-9.-]+|TERM=xterm|[A-Z0-9_]+_(?:` +
+// usual eight lines). The name is matched lazily ("+?"): the forms follow
+// the first "_" of a usual name, so a backtracking engine finds them
+// without first taking the whole variable and giving it back one
+// character at a time. Lazy or greedy, the language is the same.
+const runtimeEnv = `HOSTNAME=[A-Za-z0-9.-]+|TERM=xterm|[A-Z0-9_]+?_(?:` +
 	`SERVICE_HOST=[0-9a-fA-F.:]+|` +
 	`SERVICE_PORT(?:_[A-Z0-9_]+)?=[0-9]+|` +
 	`PORT=(?:tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+|` +
