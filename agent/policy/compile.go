@@ -48,7 +48,11 @@ type compiled struct {
 	printQueries  map[string]*rego.PreparedEvalQuery
 }
 
-var packagePath = ast.MustParseRef("data." + Package)
+// packagePath is data.agent_policy (built, not parsed: nothing runs at
+// package initialisation).
+func packagePath() ast.Ref {
+	return ast.Ref{ast.DefaultRootDocument, ast.StringTerm(Package)}
+}
 
 // parse parses policy as Rego v1, falling back to v0 syntax (older
 // genpolicy output) when v1 does not parse it.
@@ -69,8 +73,8 @@ func compileModule(policy string, prints bool) (*ast.Compiler, *ast.Module, ast.
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	if !m.Package.Path.Equal(packagePath) {
-		return nil, nil, 0, fmt.Errorf("policy package is %s, want %s", m.Package.Path, packagePath)
+	if want := packagePath(); !m.Package.Path.Equal(want) {
+		return nil, nil, 0, fmt.Errorf("policy package is %s, want %s", m.Package.Path, want)
 	}
 	c := ast.NewCompiler().WithEnablePrintStatements(prints)
 	c.Compile(map[string]*ast.Module{"policy.rego": m})
@@ -136,7 +140,7 @@ func compile(ctx context.Context, policy string) (*compiled, error) {
 // boolean value: all its definitions are one complete rule without
 // arguments, else-branches or conditions and with a ground boolean value.
 func constantRule(comp *ast.Compiler, name string) (value, ok bool) {
-	rules := comp.GetRulesExact(packagePath.Append(ast.StringTerm(name)))
+	rules := comp.GetRulesExact(packagePath().Append(ast.StringTerm(name)))
 	if len(rules) != 1 {
 		return false, false
 	}

@@ -27,23 +27,28 @@ import (
 // protojson does none of this, so the encoder walks protoreflect itself and
 // builds OPA values directly (no JSON round trip).
 
-// rustKeywords are the identifiers rust-protobuf escapes with a "_" suffix.
-var rustKeywords = map[string]bool{
-	"as": true, "break": true, "const": true, "continue": true, "crate": true, "else": true,
-	"enum": true, "extern": true, "false": true, "fn": true, "for": true, "if": true,
-	"impl": true, "in": true, "let": true, "loop": true, "match": true, "mod": true,
-	"move": true, "mut": true, "pub": true, "ref": true, "return": true, "self": true,
-	"static": true, "struct": true, "super": true, "trait": true, "true": true,
-	"type": true, "unsafe": true, "use": true, "where": true, "while": true,
-	"async": true, "await": true, "dyn": true, "abstract": true, "become": true,
-	"box": true, "do": true, "final": true, "macro": true, "override": true,
-	"priv": true, "typeof": true, "unsized": true, "virtual": true, "yield": true,
-	"try": true,
+// isRustKeyword reports whether rust-protobuf escapes name with a "_"
+// suffix (a switch, not a map: nothing to build at package initialisation).
+func isRustKeyword(name string) bool {
+	switch name {
+	case "as", "break", "const", "continue", "crate", "else",
+		"enum", "extern", "false", "fn", "for", "if",
+		"impl", "in", "let", "loop", "match", "mod",
+		"move", "mut", "pub", "ref", "return", "self",
+		"static", "struct", "super", "trait", "true",
+		"type", "unsafe", "use", "where", "while",
+		"async", "await", "dyn", "abstract", "become",
+		"box", "do", "final", "macro", "override",
+		"priv", "typeof", "unsized", "virtual", "yield",
+		"try":
+		return true
+	}
+	return false
 }
 
 // InputName is the policy input key of a proto field or oneof name.
 func InputName(protoName string) string {
-	if rustKeywords[protoName] {
+	if isRustKeyword(protoName) {
 		return protoName + "_"
 	}
 	return protoName

@@ -16,7 +16,7 @@ import (
 // Rego). A rule's {allowed: true, ops: [...]} result carries RFC 6902 JSON
 // Patch operations on the data document; they may touch /pstate only.
 
-var pstatePath = storage.MustParsePath("/pstate")
+var pstatePath = storage.Path{"pstate"}
 
 // applyOps applies the ops of an allowing result to the policy state: to
 // c.pstate and c.data, which planned rules read. The store, which only

@@ -74,11 +74,14 @@ type function struct {
 	val   *ast.Term
 }
 
-// unsupported lists built-ins that need evaluator state this package does
-// not provide, or that relate one input to many outputs.
-var unsupported = map[string]bool{
-	"trace": true, "internal.print": true, "print": true, "opa.runtime": true,
-	"walk": true, "internal.test_case": true,
+// unsupported reports the built-ins that need evaluator state this package
+// does not provide, or that relate one input to many outputs.
+func unsupported(name string) bool {
+	switch name {
+	case "trace", "internal.print", "print", "opa.runtime", "walk", "internal.test_case":
+		return true
+	}
+	return false
 }
 
 // New checks policy (with exactly one plan) and prepares it.
@@ -101,7 +104,7 @@ func New(policy *ir.Policy) (*Program, error) {
 			p.numbers = append(p.numbers, n)
 		}
 		for _, b := range policy.Static.BuiltinFuncs {
-			if unsupported[b.Name] {
+			if unsupported(b.Name) {
 				return nil, fmt.Errorf("irvm: built-in %s is not supported", b.Name)
 			}
 			if d, ok := ast.BuiltinMap[b.Name]; ok && d.Nondeterministic {
