@@ -208,19 +208,21 @@ func causeOf(err error) string {
 // Pauses between two probes of a VM's agent. A VM that refuses the
 // connection has its network up and its agent about to listen (the agent
 // listens a few tens of milliseconds after the network), and one that does
-// not answer yet costs a bounded TCP connect (agentConnectMin), so both are
+// not answer yet costs a bounded TCP connect (agentConnectFast), so both are
 // probed again every agentPollRefused; other failures back off from
 // agentPollMin to agentPollMax.
 const (
 	agentPollRefused = 20 * time.Millisecond
 	agentPollMin     = 50 * time.Millisecond
 	agentPollMax     = 200 * time.Millisecond
-	// agentConnectMin bounds the first TCP connects to a booting VM: a SYN
-	// sent before the guest's NIC was up is lost, and the kernel would send
-	// it again only a second later. Each connect that times out doubles the
-	// bound, up to agentConnectMax, so a slow path still gets through.
-	agentConnectMin = 250 * time.Millisecond
-	agentConnectMax = 4 * time.Second
+	// agentConnectFast bounds the TCP connects to a booting VM for its first
+	// agentConnectFastFor: a SYN that gets no answer while the guest comes
+	// up would be sent again by the kernel only a second or more later,
+	// while a new connect sends one at once. Later connects get
+	// agentConnectSlow, so a path with a long round trip still gets through.
+	agentConnectFast    = 250 * time.Millisecond
+	agentConnectFastFor = 30 * time.Second
+	agentConnectSlow    = 3 * time.Second
 )
 
 // errAgentUnreachable marks a VM whose agent port did not accept a TCP
@@ -265,15 +267,15 @@ func (mg *Manager) waitAgent(ctx context.Context, s *sandbox, e journal.Entry, c
 	var last error
 	// Until the agent's port accepts a connection, probe it with plain TCP
 	// connects of a short bound; then run the whole probe.
-	reached, connect := false, agentConnectMin
+	reached, waitStart := false, time.Now()
 	for {
 		var err error
 		if !reached {
-			err = agentReachable(ctx, e.VMAddr, connect)
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				connect = min(2*connect, agentConnectMax)
+			connect := agentConnectFast
+			if time.Since(waitStart) > agentConnectFastFor {
+				connect = agentConnectSlow
 			}
+			err = agentReachable(ctx, e.VMAddr, connect)
 			reached = err == nil
 		}
 		if reached {
