@@ -40,14 +40,33 @@ func (e *encoder) lazyMessage(m protoreflect.Message) *ast.Term {
 }
 
 func (l *lazyMessage) Member(key *ast.Term) *ast.Term {
+	i := l.Slot(key)
+	if i < 0 {
+		return nil
+	}
+	return l.MemberAt(i)
+}
+
+// Layout is the message's plan: the slot of a member is its field plan's
+// index (irvm.Slotted).
+func (l *lazyMessage) Layout() any { return l.plan }
+
+// Slot returns the index of key's field plan, -1 when the message has no
+// such input key.
+func (l *lazyMessage) Slot(key *ast.Term) int {
 	name, ok := key.Value.(ast.String)
 	if !ok {
-		return nil
+		return -1
 	}
 	i, ok := l.plan.index[string(name)]
 	if !ok {
-		return nil
+		return -1
 	}
+	return i
+}
+
+// MemberAt returns the member of field plan i, encoding it on first use.
+func (l *lazyMessage) MemberAt(i int) *ast.Term {
 	if t := l.members[i]; t != nil {
 		return t
 	}

@@ -2,6 +2,7 @@ package irvm
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
@@ -26,6 +27,8 @@ type instr struct {
 	args   []operand
 	blocks []*block // nested blocks: a BlockStmt's; a scan's, not's or with's body
 	s      ir.Stmt  // the statement, for what the fields above lack
+	// slots: a dot with a constant key on Slotted values (dotSlot).
+	slots atomic.Pointer[slotCache]
 }
 
 // operand is a constant's term, or (term nil) a local.
@@ -84,7 +87,7 @@ func (p *Program) compileBlocks(bs []*ir.Block) []*block {
 func (p *Program) compileBlock(b *ir.Block) *block {
 	cb := &block{instrs: make([]instr, len(b.Stmts))}
 	for i, s := range b.Stmts {
-		cb.instrs[i] = p.compileStmt(s)
+		p.compileStmt(&cb.instrs[i], s)
 	}
 	return cb
 }
@@ -107,9 +110,9 @@ func (p *Program) operand(o ir.Operand) operand {
 
 func local(l ir.Local) operand { return operand{local: l} }
 
-// compileStmt compiles s; New has checked it (p.check).
-func (p *Program) compileStmt(s ir.Stmt) instr {
-	in := instr{s: s}
+// compileStmt compiles s into in; New has checked s (p.check).
+func (p *Program) compileStmt(in *instr, s ir.Stmt) {
+	in.s = s
 	switch s := s.(type) {
 	case *ir.DotStmt:
 		in.op, in.a, in.b, in.target = opDot, p.operand(s.Source), p.operand(s.Key), s.Target
@@ -185,5 +188,4 @@ func (p *Program) compileStmt(s ir.Stmt) instr {
 	default:
 		in.op = opUnsupported
 	}
-	return in
 }

@@ -143,7 +143,13 @@ func (e *evaluation) block(l locals, b *block) (signal, error) {
 func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 	switch in.op {
 	case opDot:
-		t := dot(raw(l, in.a), operandOf(l, in.b))
+		src := raw(l, in.a)
+		var t *ast.Term
+		if lz, ok := value(src).(*lazyValue); ok && lz.slotted != nil && in.b.term != nil {
+			t = dotSlot(in, lz.slotted)
+		} else {
+			t = dot(src, operandOf(l, in.b))
+		}
 		if t == nil {
 			return failed, nil
 		}

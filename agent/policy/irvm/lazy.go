@@ -40,15 +40,57 @@ type LazyCell struct {
 // Term returns the term standing for l, which must not change after.
 func (c *LazyCell) Term(l Lazy) *ast.Term {
 	c.v = lazyValue{Lazy: l}
+	c.v.slotted, _ = l.(Slotted)
 	c.term.Value = &c.v
 	return &c.term
 }
 
+// Slotted is a Lazy object with a fixed layout (a record: a message's
+// fields): a dot with a constant key finds its member by slot. irvm keeps,
+// per statement, the slot of the key in the first layout it meets there
+// and asks Slot again only for another layout.
+type Slotted interface {
+	Lazy
+	// Layout identifies the keys and their slots: values of one layout
+	// have the same slot for the same key. It must be comparable.
+	Layout() any
+	// Slot returns key's slot in the layout, -1 when there is none.
+	Slot(key *ast.Term) int
+	// MemberAt returns the member in slot (as Member of its key does).
+	MemberAt(slot int) *ast.Term
+}
+
 // lazyValue makes a Lazy an ast.Value; whole is its whole value's term,
-// once made.
+// once made, and slotted the Lazy when it is Slotted.
 type lazyValue struct {
 	Lazy
-	whole *ast.Term
+	slotted Slotted
+	whole   *ast.Term
+}
+
+// slotCache is the slot of a dot's constant key in one layout.
+type slotCache struct {
+	layout any
+	slot   int
+}
+
+// dotSlot looks up in's constant key in s, by the slot in.slots holds when
+// s has its layout.
+func dotSlot(in *instr, s Slotted) *ast.Term {
+	layout := s.Layout()
+	slot := -1
+	if c := in.slots.Load(); c != nil && c.layout == layout {
+		slot = c.slot
+	} else {
+		slot = s.Slot(in.b.term)
+		if c == nil {
+			in.slots.Store(&slotCache{layout: layout, slot: slot})
+		}
+	}
+	if slot < 0 {
+		return nil
+	}
+	return s.MemberAt(slot)
 }
 
 // wholeTerm returns the term of v's whole value, made on first use.

@@ -209,3 +209,62 @@ func TestSetBuilder(t *testing.T) {
 		t.Fatal("addTo added to an ast.Set")
 	}
 }
+
+// record is a Slotted object whose layout is its key order.
+type record struct {
+	layout *[]string
+	vals   []*ast.Term
+}
+
+func (r *record) Layout() any { return r.layout }
+func (r *record) Slot(key *ast.Term) int {
+	for i, k := range *r.layout {
+		if key.Equal(ast.StringTerm(k)) {
+			return i
+		}
+	}
+	return -1
+}
+func (r *record) MemberAt(i int) *ast.Term { return r.vals[i] }
+func (r *record) Member(key *ast.Term) *ast.Term {
+	if i := r.Slot(key); i >= 0 {
+		return r.vals[i]
+	}
+	return nil
+}
+func (r *record) Members(f func(k, v *ast.Term) bool) {
+	r.Materialize().(ast.Object).Until(f)
+}
+func (r *record) Materialize() ast.Value {
+	obj := ast.NewObject()
+	for i, k := range *r.layout {
+		obj.Insert(ast.StringTerm(k), r.vals[i])
+	}
+	return obj
+}
+func (r *record) Type() string { return "object" }
+
+// A dot with a constant key finds the member by slot in the layout it
+// first met, and by key in any other layout.
+func TestSlottedDot(t *testing.T) {
+	ctx := context.Background()
+	p, err := Compile(ctx, rego.Query("x = data.t.x"), rego.Module("t.rego",
+		"package t\nimport rego.v1\nf(r) := r.name\nx := [f(input.a), f(input.b), f(input.a), object.get(input.b, \"missing\", 0)]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nameFirst, idFirst := []string{"name", "id"}, []string{"id", "name"}
+	for i := range 3 {
+		a := &record{layout: &nameFirst, vals: []*ast.Term{ast.StringTerm(fmt.Sprintf("a%d", i)), ast.InternedTerm(1)}}
+		b := &record{layout: &idFirst, vals: []*ast.Term{ast.InternedTerm(2), ast.StringTerm(fmt.Sprintf("b%d", i))}}
+		in := ast.NewObject(ast.Item(ast.StringTerm("a"), LazyTerm(a)), ast.Item(ast.StringTerm("b"), LazyTerm(b)))
+		rs, err := p.Eval(ctx, in, nil)
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("Eval: %v, %v", rs, err)
+		}
+		want := ast.MustParseTerm(fmt.Sprintf(`[%q, %q, %q, 0]`, fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i), fmt.Sprintf("a%d", i)))
+		if got := rs[0].(ast.Object).Get(ast.StringTerm("x")); !got.Equal(want) {
+			t.Fatalf("round %d: x = %v, want %v", i, got, want)
+		}
+	}
+}
