@@ -485,7 +485,7 @@ func (e *evaluation) call(l locals, in *instr) (*ast.Term, error) {
 		a, b := operandOf(l, in.args[0]), operandOf(l, in.args[1])
 		if sa, ok := value(a).(ast.Set); ok {
 			if sb, ok := value(b).(ast.Set); ok {
-				return ast.NewTerm(setDiff(sa, sb)), nil
+				return ast.NewTerm(setDiff(sa, insertionOrder(raw(l, in.args[0])), sb)), nil
 			}
 		}
 	}
@@ -643,9 +643,18 @@ func where(loc ir.Location) string {
 	return fmt.Sprintf("line %d", loc.Row)
 }
 
-// setDiff is the set of a's elements that b lacks.
-func setDiff(a, b ast.Set) ast.Set {
+// setDiff is the set of a's elements that b lacks. order, when not nil,
+// is a's elements in any order (ast.Set's own iteration sorts them).
+func setDiff(a ast.Set, order []*ast.Term, b ast.Set) ast.Set {
 	var keep []*ast.Term
+	if order != nil {
+		for _, t := range order {
+			if !b.Contains(t) {
+				keep = append(keep, t)
+			}
+		}
+		return ast.NewSet(keep...)
+	}
 	a.Foreach(func(t *ast.Term) {
 		if !b.Contains(t) {
 			keep = append(keep, t)

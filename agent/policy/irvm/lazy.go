@@ -222,6 +222,22 @@ type setBuilder struct {
 	cell  LazyCell
 	elems []*ast.Term
 	set   ast.Set
+	// order is the set's elements in the order they were added, each
+	// once, when Materialize found no duplicate (nil otherwise, and once
+	// an add follows).
+	order []*ast.Term
+}
+
+// insertionOrder returns the elements of the set t stands for in the
+// order they were added, or nil when t is not a setBuilder's or that
+// order is not known.
+func insertionOrder(t *ast.Term) []*ast.Term {
+	if lz, ok := value(t).(*lazyValue); ok {
+		if b, ok := lz.Lazy.(*setBuilder); ok && b.set != nil {
+			return b.order
+		}
+	}
+	return nil
 }
 
 func newSetBuilder() *ast.Term {
@@ -241,6 +257,7 @@ func addTo(t, v *ast.Term) bool {
 	}
 	if b.set != nil {
 		b.set.Add(v) // the set made whole: lz.whole is its term
+		b.order = nil
 	} else {
 		b.elems = append(b.elems, v)
 	}
@@ -251,6 +268,9 @@ func addTo(t, v *ast.Term) bool {
 func (b *setBuilder) Materialize() ast.Value {
 	if b.set == nil {
 		b.set = ast.NewSet(b.elems...)
+		if b.set.Len() == len(b.elems) {
+			b.order = b.elems
+		}
 		b.elems = nil
 	}
 	return b.set
