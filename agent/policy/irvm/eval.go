@@ -157,8 +157,10 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 	case opAssignVar:
 		l[in.target] = raw(l, in.a)
 	case opAssignVarOnce:
-		t := operandOf(l, in.a)
-		if cur := l[in.target]; cur != nil && ast.Compare(cur.Value, value(t)) != 0 {
+		// As it is (a set or array being built stays one): whole only to
+		// compare with a value already there.
+		t := raw(l, in.a)
+		if cur := l[in.target]; cur != nil && ast.Compare(materialize(cur).Value, value(materialize(t))) != 0 {
 			return done, fmt.Errorf("%s: complete rule has %w", where(in.s.(*ir.AssignVarOnceStmt).Location), ErrConflict)
 		}
 		l[in.target] = t
