@@ -29,6 +29,8 @@ type instr struct {
 	s      ir.Stmt  // the statement, for what the fields above lack
 	// slots: a dot with a constant key on Slotted values (dotSlot).
 	slots atomic.Pointer[slotCache]
+	// sizeHint: the size the sets a MakeSetStmt starts grow to.
+	sizeHint atomic.Int32
 }
 
 // operand is a constant's term, or (term nil) a local.

@@ -223,7 +223,7 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 	case opMakeObject:
 		l[in.target] = ast.NewTerm(ast.NewObject())
 	case opMakeSet:
-		l[in.target] = newSetBuilder()
+		l[in.target] = newSetBuilder(&in.sizeHint)
 	case opArrayAppend:
 		t := l[in.target]
 		v := operandOf(l, in.a)

@@ -1,6 +1,14 @@
 package irvm
 
-import "github.com/open-policy-agent/opa/v1/ast"
+import (
+	"sync/atomic"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// maxSizeHint bounds the room made for a set's elements from the sizes of
+// earlier sets.
+const maxSizeHint = 1024
 
 // Lazy stands for a collection that irvm reads part by part: a dot or a
 // scan asks it for members, and only where a whole value is needed (an
@@ -222,6 +230,9 @@ type setBuilder struct {
 	cell  LazyCell
 	elems []*ast.Term
 	set   ast.Set
+	// hint is the size the sets of its MakeSetStmt grow to, learnt from
+	// the sets it made before: the room to make for the elements.
+	hint *atomic.Int32
 	// order is the set's elements in the order they were added, each
 	// once, when Materialize found no duplicate (nil otherwise, and once
 	// an add follows).
@@ -240,8 +251,11 @@ func insertionOrder(t *ast.Term) []*ast.Term {
 	return nil
 }
 
-func newSetBuilder() *ast.Term {
-	b := &setBuilder{}
+func newSetBuilder(hint *atomic.Int32) *ast.Term {
+	b := &setBuilder{hint: hint}
+	if n := hint.Load(); n > 0 {
+		b.elems = make([]*ast.Term, 0, n)
+	}
 	return b.cell.Term(b)
 }
 
@@ -267,6 +281,9 @@ func addTo(t, v *ast.Term) bool {
 // Materialize makes the set, once.
 func (b *setBuilder) Materialize() ast.Value {
 	if b.set == nil {
+		if n := int32(min(len(b.elems), maxSizeHint)); n > b.hint.Load() {
+			b.hint.Store(n)
+		}
 		b.set = ast.NewSet(b.elems...)
 		if b.set.Len() == len(b.elems) {
 			b.order = b.elems

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -177,7 +178,7 @@ func TestConstantArrayIsWhole(t *testing.T) {
 // A set being built holds each element once, is made whole when first
 // used, and takes adds after that into the same whole set.
 func TestSetBuilder(t *testing.T) {
-	s := newSetBuilder()
+	s := newSetBuilder(new(atomic.Int32))
 	for _, v := range []string{"b", "a", "b"} {
 		if !addTo(s, ast.StringTerm(v)) {
 			t.Fatal("addTo refused a set builder")
@@ -273,7 +274,7 @@ func TestSlottedDot(t *testing.T) {
 // were added, is the difference of the whole set, before and after later
 // adds.
 func TestSetDiffInsertionOrder(t *testing.T) {
-	s := newSetBuilder()
+	s := newSetBuilder(new(atomic.Int32))
 	for _, v := range []string{"c", "a", "b"} {
 		addTo(s, ast.StringTerm(v))
 	}
@@ -289,12 +290,36 @@ func TestSetDiffInsertionOrder(t *testing.T) {
 	if got, want := setDiff(whole, insertionOrder(s), minusB), ast.MustParseTerm(`{"a", "c", "d"}`).Value; ast.Compare(got, want) != 0 {
 		t.Fatalf("diff after adding d = %v, want %v", got, want)
 	}
-	dup := newSetBuilder()
+	dup := newSetBuilder(new(atomic.Int32))
 	for _, v := range []string{"x", "x"} {
 		addTo(dup, ast.StringTerm(v))
 	}
 	materialize(dup)
 	if got := insertionOrder(dup); got != nil {
 		t.Fatalf("insertion order of a set built with a duplicate = %v, want none", got)
+	}
+}
+
+// A MakeSetStmt's sets start with room for as many elements as its
+// earlier sets grew to; a set may still grow past it.
+func TestSetSizeHint(t *testing.T) {
+	var hint atomic.Int32
+	first := newSetBuilder(&hint)
+	for i := range 5 {
+		addTo(first, ast.InternedTerm(i))
+	}
+	materialize(first)
+	if hint.Load() != 5 {
+		t.Fatalf("hint after a set of 5 = %d", hint.Load())
+	}
+	second := newSetBuilder(&hint)
+	if c := cap(second.Value.(*lazyValue).Lazy.(*setBuilder).elems); c != 5 {
+		t.Fatalf("room made for the next set = %d, want 5", c)
+	}
+	for i := range 7 {
+		addTo(second, ast.InternedTerm(i))
+	}
+	if got := materialize(second).Value.(ast.Set).Len(); got != 7 || hint.Load() != 7 {
+		t.Fatalf("second set has %d elements, hint %d; want 7 and 7", got, hint.Load())
 	}
 }
