@@ -128,7 +128,27 @@ func (e *evaluation) block(l locals, b *block) (signal, error) {
 				return done, err
 			}
 		}
-		sig, err := e.stmt(l, &b.instrs[i])
+		in := &b.instrs[i]
+		// The most frequent statements, without a call of stmt.
+		switch in.op {
+		case opAssignVar:
+			l[in.target] = raw(l, in.a)
+			continue
+		case opResetLocal:
+			l[in.target] = nil
+			continue
+		case opIsDefined:
+			if raw(l, in.a) == nil {
+				return failed, nil
+			}
+			continue
+		case opIsUndefined:
+			if raw(l, in.a) != nil {
+				return failed, nil
+			}
+			continue
+		}
+		sig, err := e.stmt(l, in)
 		if err != nil {
 			return done, err
 		}
@@ -139,7 +159,8 @@ func (e *evaluation) block(l locals, b *block) (signal, error) {
 	return done, nil
 }
 
-// stmt runs one statement; a signal other than done leaves the block.
+// stmt runs one statement (but those block runs itself); a signal other
+// than done leaves the block.
 func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 	switch in.op {
 	case opDot:
@@ -154,8 +175,6 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 			return failed, nil
 		}
 		l[in.target] = t
-	case opAssignVar:
-		l[in.target] = raw(l, in.a)
 	case opAssignVarOnce:
 		// As it is (a set or array being built stays one): whole only to
 		// compare with a value already there.
@@ -212,8 +231,6 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 		return e.with(l, in)
 	case opReturn:
 		return signal{kind: sigReturn, val: raw(l, in.a)}, nil
-	case opResetLocal:
-		l[in.target] = nil
 	case opMakeNull:
 		l[in.target] = nullTerm
 	case opMakeNumberInt, opAssignInt, opMakeNumberRef:
@@ -298,14 +315,6 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 		}
 	case opIsSet:
 		if typeOf(raw(l, in.a)) != "set" {
-			return failed, nil
-		}
-	case opIsDefined:
-		if raw(l, in.a) == nil {
-			return failed, nil
-		}
-	case opIsUndefined:
-		if raw(l, in.a) != nil {
 			return failed, nil
 		}
 	case opResultSetAdd:
