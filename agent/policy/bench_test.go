@@ -268,6 +268,7 @@ func BenchmarkCreateContainerEngine(b *testing.B) {
 	ctx := context.Background()
 	text, req := benchPolicy(b)
 	e := newEngine(b, text, Options{})
+	b.ReportAllocs()
 	p50(b, func() {
 		if err := e.Authorize(ctx, "CreateContainer", req); err != nil {
 			b.Fatal(err)

@@ -12,6 +12,12 @@
 // memoized for one evaluation, and those that read neither input nor data
 // (a policy's constant policy_data, say) once for the program's life.
 //
+// New compiles the statements once (compile.go): an opcode, resolved
+// operands and call targets. Values may be lazy (lazy.go): a request
+// encoded as it is read, and sets and arrays that statements build, made
+// into OPA values only where a use needs the whole value. Evaluation
+// states are reused, cleared, from one Eval to the next.
+//
 // New refuses plans it cannot run exactly (dynamic calls, non-deterministic
 // or unknown built-ins); callers then fall back to topdown.
 package irvm
