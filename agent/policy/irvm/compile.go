@@ -31,6 +31,9 @@ type instr struct {
 	slots atomic.Pointer[slotCache]
 	// sizeHint: the size the sets a MakeSetStmt starts grow to.
 	sizeHint atomic.Int32
+	// dot: a dot with a constant key, its slot in an evaluation's dots
+	// (dotObject).
+	dot int32
 }
 
 // operand is a constant's term, or (term nil) a local.
@@ -118,6 +121,10 @@ func (p *Program) compileStmt(in *instr, s ir.Stmt) {
 	switch s := s.(type) {
 	case *ir.DotStmt:
 		in.op, in.a, in.b, in.target = opDot, p.operand(s.Source), p.operand(s.Key), s.Target
+		if in.b.term != nil {
+			in.dot = int32(p.ndots)
+			p.ndots++
+		}
 	case *ir.AssignVarStmt:
 		in.op, in.a, in.target = opAssignVar, p.operand(s.Source), s.Target
 	case *ir.AssignVarOnceStmt:

@@ -17,8 +17,10 @@ type evaluation struct {
 	bctx topdown.BuiltinContext
 	// memo holds the values of argument-less rule functions computed in
 	// this evaluation (done says which), by function index.
-	memo    []*ast.Term
-	done    []bool
+	memo []*ast.Term
+	done []bool
+	// dots holds what dots with a constant key found (dotObject).
+	dots    []objDot
 	results []*ast.Term
 	steps   int
 	// stack holds the frames of the functions running; args is scratch
@@ -166,9 +168,20 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 	case opDot:
 		src := raw(l, in.a)
 		var t *ast.Term
-		if lz, ok := value(src).(*lazyValue); ok && lz.slotted != nil && in.b.term != nil {
-			t = dotSlot(in, lz.slotted)
-		} else {
+		switch v := value(src).(type) {
+		case *lazyValue:
+			if v.slotted != nil && in.b.term != nil {
+				t = dotSlot(in, v.slotted)
+			} else {
+				t = dot(src, operandOf(l, in.b))
+			}
+		case ast.Object:
+			if in.b.term != nil {
+				t = e.dotObject(in, v)
+			} else {
+				t = dot(src, operandOf(l, in.b))
+			}
+		default:
 			t = dot(src, operandOf(l, in.b))
 		}
 		if t == nil {
@@ -238,7 +251,7 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 	case opMakeArray:
 		l[in.target] = newArrayBuilder(int(in.s.(*ir.MakeArrayStmt).Capacity))
 	case opMakeObject:
-		l[in.target] = ast.NewTerm(ast.NewObject())
+		l[in.target] = newObjectBuilder()
 	case opMakeSet:
 		l[in.target] = newSetBuilder(&in.sizeHint)
 	case opArrayAppend:
@@ -254,18 +267,16 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 		// In place, as the Wasm target appends.
 		t.Value = arr.Append(v)
 	case opObjectInsert:
-		t := l[in.target]
-		obj, ok := value(t).(ast.Object)
-		if !ok {
-			return done, fmt.Errorf("%s: insert into a %s", where(in.s.(*ir.ObjectInsertStmt).Location), typeName(t))
+		obj, err := e.insertInto(l, in, in.s.(*ir.ObjectInsertStmt).Location)
+		if err != nil {
+			return done, err
 		}
 		obj.Insert(operandOf(l, in.a), operandOf(l, in.b))
 	case opObjectInsertOnce:
-		t := l[in.target]
 		loc := in.s.(*ir.ObjectInsertOnceStmt).Location
-		obj, ok := value(t).(ast.Object)
-		if !ok {
-			return done, fmt.Errorf("%s: insert into a %s", where(loc), typeName(t))
+		obj, err := e.insertInto(l, in, loc)
+		if err != nil {
+			return done, err
 		}
 		k, v := operandOf(l, in.a), operandOf(l, in.b)
 		if cur := obj.Get(k); cur != nil {
@@ -324,6 +335,23 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 		return done, fmt.Errorf("irvm: statement %T is not supported", in.s)
 	}
 	return done, nil
+}
+
+// insertInto returns the object an insert statement fills: an
+// objectBuilder's; any other object is first replaced in its local by a
+// builder of a copy, as objects irvm has handed out do not change.
+func (e *evaluation) insertInto(l locals, in *instr, loc ir.Location) (ast.Object, error) {
+	t := l[in.target]
+	if obj, ok := insertTarget(t); ok {
+		return obj, nil
+	}
+	obj, ok := value(materialize(t)).(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s: insert into a %s", where(loc), typeName(t))
+	}
+	b := &objectBuilder{obj: obj.Copy()}
+	l[in.target] = b.cell.Term(b)
+	return b.obj, nil
 }
 
 // scan runs the body once per element; the body is the loop level (a
@@ -557,7 +585,7 @@ func (e *evaluation) constant(f *function) (*ast.Term, error) {
 		return f.val, nil
 	}
 	sub := &evaluation{p: e.p, ctx: context.WithoutCancel(e.ctx), bctx: e.bctx,
-		memo: make([]*ast.Term, e.p.nfuncs), done: make([]bool, e.p.nfuncs)}
+		memo: make([]*ast.Term, e.p.nfuncs), done: make([]bool, e.p.nfuncs), dots: make([]objDot, e.p.ndots)}
 	sub.iter = sub.setOut
 	t, err := sub.run(f, sub.push(f.size))
 	if err != nil {

@@ -56,6 +56,8 @@ type Program struct {
 	free sync.Pool
 	// badOperand is set by compiling an operand of an unknown kind.
 	badOperand error
+	// ndots is the number of dots with a constant key (instr.dot).
+	ndots int
 }
 
 // callTarget is what a CallStmt calls: a planned function or a built-in.
@@ -407,6 +409,7 @@ func (p *Program) acquire(ctx context.Context) *evaluation {
 			p:    p,
 			memo: make([]*ast.Term, p.nfuncs),
 			done: make([]bool, p.nfuncs),
+			dots: make([]objDot, p.ndots),
 		}
 		e.iter = e.setOut
 	}
@@ -421,6 +424,7 @@ func (p *Program) acquire(ctx context.Context) *evaluation {
 func (e *evaluation) release() {
 	clear(e.memo)
 	clear(e.done)
+	clear(e.dots)
 	clear(e.results)
 	e.results = e.results[:0]
 	clear(e.stack[:cap(e.stack)])

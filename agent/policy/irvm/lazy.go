@@ -310,3 +310,71 @@ func (b *setBuilder) Members(f func(k, v *ast.Term) bool) {
 
 func (b *setBuilder) Type() string { return "set" }
 func (b *setBuilder) Len() int     { return b.Materialize().(ast.Set).Len() }
+
+// objectBuilder is an object that a MakeObjectStmt starts and its
+// ObjectInsertStmts fill. A use that needs it whole gets obj itself; an
+// insert after that goes to a copy, so an object irvm has handed out as a
+// value (an ast.Object outside a builder) never changes. Dots keep what
+// they found in such objects (dotObject).
+type objectBuilder struct {
+	cell   LazyCell
+	obj    ast.Object
+	handed bool // obj has been handed out by Materialize
+}
+
+func newObjectBuilder() *ast.Term {
+	b := &objectBuilder{obj: ast.NewObject()}
+	return b.cell.Term(b)
+}
+
+// insertTarget returns the object to insert into if t is an
+// objectBuilder's, copying it first if it has been handed out.
+func insertTarget(t *ast.Term) (ast.Object, bool) {
+	lz, ok := value(t).(*lazyValue)
+	if !ok {
+		return nil, false
+	}
+	b, ok := lz.Lazy.(*objectBuilder)
+	if !ok {
+		return nil, false
+	}
+	if b.handed {
+		b.obj, b.handed = b.obj.Copy(), false
+		lz.whole = nil
+	}
+	return b.obj, true
+}
+
+// Materialize hands the object out: it does not change after.
+func (b *objectBuilder) Materialize() ast.Value {
+	b.handed = true
+	return b.obj
+}
+
+func (b *objectBuilder) Member(key *ast.Term) *ast.Term { return b.obj.Get(key) }
+
+func (b *objectBuilder) Members(f func(k, v *ast.Term) bool) { b.Materialize().(ast.Object).Until(f) }
+
+func (b *objectBuilder) Type() string { return "object" }
+func (b *objectBuilder) Len() int     { return b.obj.Len() }
+
+// objDot is what a dot with a constant key found in one object.
+type objDot struct {
+	obj ast.Object
+	val *ast.Term
+}
+
+// dotObject looks up in's constant key in obj, keeping the answer for the
+// rest of the evaluation: within one evaluation an object does not change
+// once irvm hands it out (see objectBuilder), and a dot in a loop into a
+// policy's constant data (c.capabilities for each capability) finds the
+// same member in the same object every time.
+func (e *evaluation) dotObject(in *instr, obj ast.Object) *ast.Term {
+	c := &e.dots[in.dot]
+	if c.obj != nil && c.obj == obj {
+		return c.val
+	}
+	t := obj.Get(in.b.term)
+	c.obj, c.val = obj, t
+	return t
+}

@@ -323,3 +323,52 @@ func TestSetSizeHint(t *testing.T) {
 		t.Fatalf("second set has %d elements, hint %d; want 7 and 7", got, hint.Load())
 	}
 }
+
+// An object being built is handed out as it is when used; inserts after
+// that go to a copy, so the value handed out does not change.
+func TestObjectBuilder(t *testing.T) {
+	b := newObjectBuilder()
+	obj, ok := insertTarget(b)
+	if !ok {
+		t.Fatal("insertTarget refused an object builder")
+	}
+	obj.Insert(ast.StringTerm("a"), ast.InternedTerm(1))
+	first := materialize(b)
+	obj, _ = insertTarget(b)
+	obj.Insert(ast.StringTerm("b"), ast.InternedTerm(2))
+	if want := ast.MustParseTerm(`{"a": 1}`); !first.Equal(want) {
+		t.Fatalf("the object handed out changed to %v", first)
+	}
+	if want := ast.MustParseTerm(`{"a": 1, "b": 2}`); !materialize(b).Equal(want) {
+		t.Fatalf("builder holds %v, want %v", materialize(b), want)
+	}
+	if _, ok := insertTarget(ast.ObjectTerm()); ok {
+		t.Fatal("insertTarget accepted an ast.Object")
+	}
+}
+
+// What dots find in objects is kept for one evaluation only: data changed
+// in place between evaluations is read afresh, and one dot reading two
+// objects in turn finds each one's member.
+func TestObjectDotsPerEvaluation(t *testing.T) {
+	ctx := context.Background()
+	p, err := Compile(ctx, rego.Query("x = data.t.x"), rego.Module("t.rego",
+		"package t\nimport rego.v1\nf(r) := r.name\nx := [data.cfg.limit, f(input.a), f(input.b), f(input.a), f(input.b)]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ast.NewObject(ast.Item(ast.StringTerm("limit"), ast.InternedTerm(1)))
+	data := ast.NewObject(ast.Item(ast.StringTerm("cfg"), ast.NewTerm(cfg)))
+	in := ast.MustParseTerm(`{"a": {"name": "A"}, "b": {"name": "B"}}`).Value
+	for _, limit := range []int{1, 2, 3} {
+		cfg.Insert(ast.StringTerm("limit"), ast.InternedTerm(limit))
+		rs, err := p.Eval(ctx, in, data)
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("Eval: %v, %v", rs, err)
+		}
+		want := ast.MustParseTerm(fmt.Sprintf(`[%d, "A", "B", "A", "B"]`, limit))
+		if got := rs[0].(ast.Object).Get(ast.StringTerm("x")); !got.Equal(want) {
+			t.Fatalf("limit %d: x = %v, want %v", limit, got, want)
+		}
+	}
+}
