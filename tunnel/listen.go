@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -172,7 +173,13 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	}
 	cancel()
 	if err != nil {
-		log.Warn("tunnel peer refused", "err", err)
+		if errors.Is(err, io.EOF) {
+			// Closed before a handshake: a reachability check (peerpodd's
+			// probe of a starting VM does one), not a refused peer.
+			log.Debug("tunnel connection closed before its handshake")
+		} else {
+			log.Warn("tunnel peer refused", "err", err)
+		}
 		_ = c.Close()
 		return
 	}
