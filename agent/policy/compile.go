@@ -38,8 +38,9 @@ type compiled struct {
 	data     ast.Value                // guarded by Engine.mu
 	// pstate is the policy state (data.pstate) as a Go value; the store
 	// lags behind it while storeStale (syncStore).
-	pstate     any  // guarded by Engine.mu
-	storeStale bool // guarded by Engine.mu
+	pstate     any       // guarded by Engine.mu
+	storeStale bool      // guarded by Engine.mu
+	pstateKey  *ast.Term // "pstate", the state's key in data
 
 	printOnce     sync.Once
 	printCompiler *ast.Compiler
@@ -104,6 +105,7 @@ func compile(ctx context.Context, policy string) (*compiled, error) {
 		data:     ast.NewObject(ast.Item(ast.StringTerm("pstate"), ast.ObjectTerm())),
 		pstate:   map[string]any{},
 	}
+	c.pstateKey = ast.StringTerm("pstate")
 	for _, r := range mod.Rules {
 		ref := r.Head.Ref()
 		if v, ok := ref[0].Value.(ast.Var); ok {

@@ -77,24 +77,32 @@ func stateKey(p string) string {
 // converted from next.
 func (c *compiled) stateValue(next any, touched map[string]bool) (ast.Value, error) {
 	m, isObject := next.(map[string]any)
-	old, _ := c.data.(ast.Object).Get(ast.InternedTerm("pstate")).Value.(ast.Object)
+	old, _ := c.data.(ast.Object).Get(c.pstateKey).Value.(ast.Object)
 	if !isObject || touched[""] || old == nil {
 		return ast.InterfaceToValue(map[string]any{"pstate": next})
 	}
 	kvs := make([][2]*ast.Term, 0, len(m))
+	old.Foreach(func(k, v *ast.Term) {
+		if s, ok := k.Value.(ast.String); ok && !touched[string(s)] {
+			if _, kept := m[string(s)]; kept {
+				kvs = append(kvs, [2]*ast.Term{k, v})
+			}
+		}
+	})
 	for k, v := range m {
-		key := ast.StringTerm(k)
-		if t := old.Get(key); t != nil && !touched[k] {
-			kvs = append(kvs, [2]*ast.Term{key, t})
-			continue
+		if !touched[k] {
+			continue // kept above
 		}
 		val, err := ast.InterfaceToValue(v)
 		if err != nil {
 			return nil, err
 		}
-		kvs = append(kvs, [2]*ast.Term{key, ast.NewTerm(val)})
+		kvs = append(kvs, [2]*ast.Term{ast.StringTerm(k), ast.NewTerm(val)})
 	}
-	return ast.NewObject(ast.Item(ast.InternedTerm("pstate"), ast.NewTerm(ast.NewObject(kvs...)))), nil
+	if len(kvs) != len(m) { // the data document and the state disagree: convert it all
+		return ast.InterfaceToValue(map[string]any{"pstate": next})
+	}
+	return ast.NewObject([2]*ast.Term{c.pstateKey, ast.NewTerm(ast.NewObject(kvs...))}), nil
 }
 
 // syncStore writes the policy state to the store if ops changed it since
