@@ -16,9 +16,13 @@ import (
 // block is a compiled ir.Block.
 type block struct{ instrs []instr }
 
-// instr is one compiled statement.
+// instr is one compiled statement. The fields every run reads come
+// first, within one cache line.
 type instr struct {
 	op opcode
+	// dot: a dot with a constant key, its slot in an evaluation's dots
+	// (dotObject).
+	dot int32
 	// a and b are the statement's operands and target its local (see
 	// compileStmt for which is which).
 	a, b   operand
@@ -31,9 +35,6 @@ type instr struct {
 	slots atomic.Pointer[slotCache]
 	// sizeHint: the size the sets a MakeSetStmt starts grow to.
 	sizeHint atomic.Int32
-	// dot: a dot with a constant key, its slot in an evaluation's dots
-	// (dotObject).
-	dot int32
 }
 
 // operand is a constant's term, or (term nil) a local.
