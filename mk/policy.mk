@@ -22,4 +22,4 @@ bench-policy:
 	$(GO) test -count=5 -run '^$$' -bench 'CreateContainerDecision|ConstantRule' -benchtime 1000x ./agent/policy/
 	$(GO) test -count=1 -run '^$$' -bench FirstDecision -benchtime 10x ./agent/policy/
 	$(GO) test -count=5 -run '^$$' -bench RulesBeforeAfter -benchtime 500x ./agent/policy/
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime 200x ./tunnel/attest/ 2>&1 | grep -v '^WARN'
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 200x ./tunnel/attest/... 2>&1 | grep -v '^WARN'
