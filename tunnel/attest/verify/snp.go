@@ -8,7 +8,7 @@ import (
 	"github.com/google/go-sev-guest/abi"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	"github.com/google/go-sev-guest/validate"
-	"github.com/google/go-sev-guest/verify"
+	sevverify "github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
 	"github.com/peerpod/peerpod/tunnel"
 	"github.com/peerpod/peerpod/tunnel/attest"
@@ -64,7 +64,7 @@ func checkSNPReport(ctx context.Context, att *spb.Attestation, reportData []byte
 	if exp == nil {
 		exp = &SNPExpectations{}
 	}
-	vopts := verify.DefaultOptions()
+	vopts := sevverify.DefaultOptions()
 	vopts.Now = time.Now()
 	vopts.CheckRevocations = false
 	if exp.TrustedRoots != nil {
@@ -78,7 +78,7 @@ func checkSNPReport(ctx context.Context, att *spb.Attestation, reportData []byte
 	if ch := att.GetCertificateChain(); len(ch.GetVcekCert()) != 0 || len(ch.GetVlekCert()) != 0 {
 		vopts.DisableCertFetching = true
 	}
-	if err := verify.SnpAttestationContext(ctx, att, vopts); err != nil {
+	if err := sevverify.SnpAttestationContext(ctx, att, vopts); err != nil {
 		return fmt.Errorf("SNP report signature: %w", err)
 	}
 	if err := validate.SnpAttestation(att, &validate.Options{
