@@ -57,7 +57,10 @@ func (s *slab[T]) refill() {
 // reset clears every value handed out and makes the chunks available
 // again. Nothing handed out before may be used after.
 func (s *slab[T]) reset() {
-	for _, c := range s.chunks[:s.used] {
+	for i, c := range s.chunks[:s.used] {
+		if i == s.used-1 {
+			c = c[:len(c)-len(s.free)] // the last one's free part is still zero
+		}
 		clear(c)
 	}
 	s.used = 0
