@@ -20,6 +20,7 @@ policy-lint:
 ## bench-policy: decision time vs plain OPA, constant rules, evidence verification (docs/benchmarks.md, ## policy and attestation)
 bench-policy:
 	$(GO) test -count=5 -run '^$$' -bench 'CreateContainerDecision|ConstantRule' -benchtime 1000x ./agent/policy/
+	$(GO) test -count=3 -run '^$$' -bench CreateContainerEngine -benchtime 2000x ./agent/policy/
 	$(GO) test -count=1 -run '^$$' -bench FirstDecision -benchtime 10x ./agent/policy/
 	$(GO) test -count=5 -run '^$$' -bench RulesBeforeAfter -benchtime 500x ./agent/policy/
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 200x ./tunnel/attest/... 2>&1 | grep -v '^WARN'
