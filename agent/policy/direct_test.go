@@ -134,7 +134,7 @@ func TestSlabStrings(t *testing.T) {
 	var e encoder
 	var want []string
 	var got []*ast.Term
-	for i := range 3*maxChunkBytes + 5 {
+	for i := range 3*4096 + 5 {
 		s := fmt.Sprintf("value-%d", i)
 		want, got = append(want, s), append(got, e.str(s))
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/peerpod/peerpod/agent/policy/internal/slab"
 )
 
 // The policy input is the request shaped as the Kata agent shapes it (the
@@ -120,15 +122,15 @@ func Input(m protoreflect.Message) ast.Value {
 }
 
 // encoder builds one input value. Terms, strings, element lists and lazy
-// messages come from slabs (slab.go); null, false, true, "", [] and
+// messages come from slabs (package slab); null, false, true, "", [] and
 // small integers are OPA's shared interned terms. OPA does not modify an
 // input value, so sharing them is safe.
 type encoder struct {
-	terms    slab[ast.Term]
-	strs     slab[ast.String] // see str
-	ptrs     slab[*ast.Term]  // element lists and lazy members
-	msgs     slab[lazyMessage]
-	strLists slab[lazyStrings]
+	terms    slab.Slab[ast.Term]
+	strs     slab.Slab[ast.String] // see str
+	ptrs     slab.Slab[*ast.Term]  // element lists and lazy members
+	msgs     slab.Slab[lazyMessage]
+	strLists slab.Slab[lazyStrings]
 	kvs      [][2]*ast.Term // scratch: the members of the objects being encoded
 	// protoreflectOnly turns direct struct reads off (for the test
 	// that compares the two ways).
@@ -136,7 +138,7 @@ type encoder struct {
 }
 
 func (e *encoder) term(v ast.Value) *ast.Term {
-	t := e.terms.next()
+	t := e.terms.Next()
 	t.Value = v
 	return t
 }
@@ -144,11 +146,11 @@ func (e *encoder) term(v ast.Value) *ast.Term {
 // reset makes e ready to encode another input, reusing its slabs: every
 // value e encoded before is cleared, so none may be in use.
 func (e *encoder) reset() {
-	e.terms.reset()
-	e.strs.reset()
-	e.ptrs.reset()
-	e.msgs.reset()
-	e.strLists.reset()
+	e.terms.Reset()
+	e.strs.Reset()
+	e.ptrs.Reset()
+	e.msgs.Reset()
+	e.strLists.Reset()
 	clear(e.kvs[:cap(e.kvs)])
 	e.kvs = e.kvs[:0]
 	e.protoreflectOnly = false
@@ -165,7 +167,7 @@ func (e *encoder) str(s string) *ast.Term {
 	if s == "" {
 		return ast.InternedEmptyString
 	}
-	h := e.strs.next()
+	h := e.strs.Next()
 	*h = ast.String(s)
 	var v ast.Value = ast.String("") // the method table of ast.String in ast.Value
 	(*iface)(unsafe.Pointer(&v)).data = unsafe.Pointer(h)
@@ -238,7 +240,7 @@ func (e *encoder) direct(v reflect.Value, f *fieldPlan) *ast.Term {
 		if n == 0 {
 			return ast.InternedEmptyArray
 		}
-		terms := e.ptrs.take(n)
+		terms := e.ptrs.Take(n)
 		for i := range terms {
 			terms[i] = e.str(v.Index(i).String())
 		}
@@ -253,7 +255,7 @@ func (e *encoder) direct(v reflect.Value, f *fieldPlan) *ast.Term {
 		if n == 0 {
 			return ast.InternedEmptyArray
 		}
-		terms := e.ptrs.take(n)
+		terms := e.ptrs.Take(n)
 		for i := range terms {
 			terms[i] = e.message(messageOf(v.Index(i)))
 		}

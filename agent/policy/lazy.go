@@ -34,8 +34,8 @@ type lazyMessage struct {
 // their member tables come from slabs, like terms.
 func (e *encoder) lazyMessage(m protoreflect.Message) *ast.Term {
 	p := planFor(m)
-	l := e.msgs.next()
-	*l = lazyMessage{e: e, m: m, rv: e.goStruct(p, m), plan: p, members: e.ptrs.take(len(p.fields))}
+	l := e.msgs.Next()
+	*l = lazyMessage{e: e, m: m, rv: e.goStruct(p, m), plan: p, members: e.ptrs.Take(len(p.fields))}
 	return l.cell.Term(l)
 }
 
@@ -81,7 +81,7 @@ func (l *lazyMessage) MemberAt(i int) *ast.Term {
 		}
 	case l.rv.IsValid() && f.goKind == goStrings:
 		if v := l.rv.Field(f.goIndex); v.Len() > 0 {
-			ls := l.e.strLists.next()
+			ls := l.e.strLists.Next()
 			*ls = lazyStrings{e: l.e, rv: v}
 			t = ls.cell.Term(ls)
 		} else {
@@ -142,7 +142,7 @@ func (l *lazyList) message(i int) protoreflect.Message {
 
 func (l *lazyList) elem(i int) *ast.Term {
 	if l.elems == nil {
-		l.elems = l.e.ptrs.take(l.n)
+		l.elems = l.e.ptrs.Take(l.n)
 	}
 	if l.elems[i] == nil {
 		l.elems[i] = l.e.lazyMessage(l.message(i))
@@ -203,7 +203,7 @@ type lazyStrings struct {
 
 func (l *lazyStrings) elem(i int) *ast.Term {
 	if l.elems == nil {
-		l.elems = l.e.ptrs.take(l.rv.Len())
+		l.elems = l.e.ptrs.Take(l.rv.Len())
 	}
 	if l.elems[i] == nil {
 		l.elems[i] = l.e.str(l.rv.Index(i).String())

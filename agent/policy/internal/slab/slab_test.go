@@ -1,4 +1,4 @@
-package policy
+package slab
 
 import "testing"
 
@@ -6,18 +6,18 @@ import "testing"
 // much of them was used before.
 func TestSlabReset(t *testing.T) {
 	for _, used := range []int{0, 1, minChunk - 1, minChunk, minChunk + 3, 1000} {
-		var s slab[*int]
+		var s Slab[*int]
 		one := 1
 		for range 2 {
 			for i := range used {
-				p := s.next()
+				p := s.Next()
 				if *p != nil {
 					t.Fatalf("used %d: value %d handed out not zero", used, i)
 				}
 				*p = &one
 			}
 			for _, n := range []int{3, 5} {
-				vals := s.take(n)
+				vals := s.Take(n)
 				for j, p := range vals {
 					if p != nil {
 						t.Fatalf("used %d: take(%d)[%d] not zero", used, n, j)
@@ -25,7 +25,7 @@ func TestSlabReset(t *testing.T) {
 					vals[j] = &one
 				}
 			}
-			s.reset()
+			s.Reset()
 		}
 	}
 }

@@ -1,13 +1,16 @@
-package policy
+// Package slab hands out values from chunks allocated together: one
+// allocation for many small values that live and die together, the
+// chunks reused after a reset.
+package slab
 
 import "unsafe"
 
-// slab hands out values of type T from chunks allocated together, each
+// Slab hands out values of type T from chunks allocated together, each
 // chunk twice as large as the last (from minChunk elements up to
 // maxChunkBytes): one allocation for many small values that live and die
-// together, such as the terms of one policy input. After reset the same
+// together, such as the terms of one policy input. After Reset the same
 // chunks, cleared, serve again.
-type slab[T any] struct {
+type Slab[T any] struct {
 	chunks [][]T // every chunk made, in order
 	used   int   // chunks[:used] have been handed out from
 	free   []T   // the rest of chunks[used-1]
@@ -18,8 +21,8 @@ const (
 	maxChunkBytes = 4096
 )
 
-// next returns a new zero T.
-func (s *slab[T]) next() *T {
+// Next returns a new zero T.
+func (s *Slab[T]) Next() *T {
 	if len(s.free) == 0 {
 		s.refill()
 	}
@@ -28,9 +31,9 @@ func (s *slab[T]) next() *T {
 	return p
 }
 
-// take returns n new zero Ts, side by side (their own allocation when n
+// Take returns n new zero Ts, side by side (their own allocation when n
 // is large); appending to the slice does not reach other values.
-func (s *slab[T]) take(n int) []T {
+func (s *Slab[T]) Take(n int) []T {
 	if n > s.maxChunk()/4 {
 		return make([]T, n)
 	}
@@ -42,7 +45,7 @@ func (s *slab[T]) take(n int) []T {
 	return r
 }
 
-func (s *slab[T]) refill() {
+func (s *Slab[T]) refill() {
 	if s.used == len(s.chunks) {
 		size := minChunk
 		if s.used > 0 {
@@ -54,9 +57,9 @@ func (s *slab[T]) refill() {
 	s.used++
 }
 
-// reset clears every value handed out and makes the chunks available
+// Reset clears every value handed out and makes the chunks available
 // again. Nothing handed out before may be used after.
-func (s *slab[T]) reset() {
+func (s *Slab[T]) Reset() {
 	for i, c := range s.chunks[:s.used] {
 		if i == s.used-1 {
 			c = c[:len(c)-len(s.free)] // the last one's free part is still zero
@@ -68,7 +71,7 @@ func (s *slab[T]) reset() {
 }
 
 // maxChunk is the number of Ts in maxChunkBytes (at least minChunk).
-func (s *slab[T]) maxChunk() int {
+func (s *Slab[T]) maxChunk() int {
 	var zero T
 	return max(maxChunkBytes/int(unsafe.Sizeof(zero)), minChunk)
 }
