@@ -8,6 +8,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
 	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/peerpod/peerpod/agent/policy/internal/slab"
 )
 
 // evaluation is the state of one Eval.
@@ -20,7 +22,13 @@ type evaluation struct {
 	memo []*ast.Term
 	done []bool
 	// dots holds what dots with a constant key found (dotObject).
-	dots    []objDot
+	dots []objDot
+	// The sets, arrays and objects being built: their builders live in
+	// the evaluation (lazy values are made whole before they go into a
+	// value or a result), so they are cleared and reused with it.
+	sets    slab.Slab[setBuilder]
+	arrays  slab.Slab[arrayBuilder]
+	objects slab.Slab[objectBuilder]
 	results []*ast.Term
 	steps   int
 	// stack holds the frames of the functions running; args is scratch
@@ -249,11 +257,11 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 	case opMakeNumberInt, opAssignInt, opMakeNumberRef:
 		l[in.target] = in.a.term
 	case opMakeArray:
-		l[in.target] = newArrayBuilder(int(in.s.(*ir.MakeArrayStmt).Capacity))
+		l[in.target] = e.newArrayBuilder(int(in.s.(*ir.MakeArrayStmt).Capacity))
 	case opMakeObject:
-		l[in.target] = newObjectBuilder()
+		l[in.target] = e.newObjectBuilder(ast.NewObject())
 	case opMakeSet:
-		l[in.target] = newSetBuilder(&in.sizeHint)
+		l[in.target] = e.newSetBuilder(&in.sizeHint)
 	case opArrayAppend:
 		t := l[in.target]
 		v := operandOf(l, in.a)
@@ -349,9 +357,9 @@ func (e *evaluation) insertInto(l locals, in *instr, loc ir.Location) (ast.Objec
 	if !ok {
 		return nil, fmt.Errorf("%s: insert into a %s", where(loc), typeName(t))
 	}
-	b := &objectBuilder{obj: obj.Copy()}
-	l[in.target] = b.cell.Term(b)
-	return b.obj, nil
+	obj = obj.Copy()
+	l[in.target] = e.newObjectBuilder(obj)
+	return obj, nil
 }
 
 // scan runs the body once per element; the body is the loop level (a

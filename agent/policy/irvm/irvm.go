@@ -425,6 +425,9 @@ func (e *evaluation) release() {
 	clear(e.memo)
 	clear(e.done)
 	clear(e.dots)
+	e.sets.Reset()
+	e.arrays.Reset()
+	e.objects.Reset()
 	clear(e.results)
 	e.results = e.results[:0]
 	clear(e.stack[:cap(e.stack)])

@@ -153,8 +153,10 @@ type arrayBuilder struct {
 	elems []*ast.Term
 }
 
-func newArrayBuilder(capacity int) *ast.Term {
-	b := &arrayBuilder{elems: make([]*ast.Term, 0, capacity)}
+// newArrayBuilder starts an array in b, from e's builders (evaluation.release).
+func (e *evaluation) newArrayBuilder(capacity int) *ast.Term {
+	b := e.arrays.Next()
+	b.elems = make([]*ast.Term, 0, capacity)
 	return b.cell.Term(b)
 }
 
@@ -251,8 +253,9 @@ func insertionOrder(t *ast.Term) []*ast.Term {
 	return nil
 }
 
-func newSetBuilder(hint *atomic.Int32) *ast.Term {
-	b := &setBuilder{hint: hint}
+func (e *evaluation) newSetBuilder(hint *atomic.Int32) *ast.Term {
+	b := e.sets.Next()
+	b.hint = hint
 	if n := hint.Load(); n > 0 {
 		b.elems = make([]*ast.Term, 0, n)
 	}
@@ -322,8 +325,9 @@ type objectBuilder struct {
 	handed bool // obj has been handed out by Materialize
 }
 
-func newObjectBuilder() *ast.Term {
-	b := &objectBuilder{obj: ast.NewObject()}
+func (e *evaluation) newObjectBuilder(obj ast.Object) *ast.Term {
+	b := e.objects.Next()
+	b.obj = obj
 	return b.cell.Term(b)
 }
 

@@ -3,6 +3,7 @@ package irvm
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,7 +22,9 @@ user := input.user
 
 groups := [upper(g) | some g in input.groups]
 
-x := {"user": user, "again": user, "groups": groups, "n": count(groups)}
+tags := {g | some g in input.groups}
+
+x := {"user": user, "again": user, "groups": groups, "n": count(groups), "tags": tags}
 `
 
 func evalX(t *testing.T, p *Program, user string, groups ...string) ast.Value {
@@ -40,15 +43,17 @@ func evalX(t *testing.T, p *Program, user string, groups ...string) ast.Value {
 }
 
 func wantX(user string, groups ...string) ast.Value {
-	var gs []*ast.Term
+	var gs, tags []*ast.Term
 	for _, g := range groups {
 		gs = append(gs, ast.StringTerm(g))
+		tags = append(tags, ast.StringTerm(strings.ToLower(g)))
 	}
 	return ast.NewObject(ast.Item(ast.StringTerm("x"), ast.ObjectTerm(
 		ast.Item(ast.StringTerm("user"), ast.StringTerm(user)),
 		ast.Item(ast.StringTerm("again"), ast.StringTerm(user)),
 		ast.Item(ast.StringTerm("groups"), ast.ArrayTerm(gs...)),
 		ast.Item(ast.StringTerm("n"), ast.InternedTerm(len(gs))),
+		ast.Item(ast.StringTerm("tags"), ast.SetTerm(tags...)),
 	)))
 }
 
@@ -120,7 +125,7 @@ func TestConcurrentEvaluations(t *testing.T) {
 // An array being built is made whole as it is when used; appends after
 // that are in the next whole value, not in the one made before.
 func TestArrayBuilder(t *testing.T) {
-	b := newArrayBuilder(1)
+	b := (&evaluation{}).newArrayBuilder(1)
 	for i := range 2 {
 		if !appendTo(b, ast.InternedTerm(i)) {
 			t.Fatal("appendTo refused an array builder")
@@ -178,7 +183,7 @@ func TestConstantArrayIsWhole(t *testing.T) {
 // A set being built holds each element once, is made whole when first
 // used, and takes adds after that into the same whole set.
 func TestSetBuilder(t *testing.T) {
-	s := newSetBuilder(new(atomic.Int32))
+	s := (&evaluation{}).newSetBuilder(new(atomic.Int32))
 	for _, v := range []string{"b", "a", "b"} {
 		if !addTo(s, ast.StringTerm(v)) {
 			t.Fatal("addTo refused a set builder")
@@ -274,7 +279,7 @@ func TestSlottedDot(t *testing.T) {
 // were added, is the difference of the whole set, before and after later
 // adds.
 func TestSetDiffInsertionOrder(t *testing.T) {
-	s := newSetBuilder(new(atomic.Int32))
+	s := (&evaluation{}).newSetBuilder(new(atomic.Int32))
 	for _, v := range []string{"c", "a", "b"} {
 		addTo(s, ast.StringTerm(v))
 	}
@@ -290,7 +295,7 @@ func TestSetDiffInsertionOrder(t *testing.T) {
 	if got, want := setDiff(whole, insertionOrder(s), minusB), ast.MustParseTerm(`{"a", "c", "d"}`).Value; ast.Compare(got, want) != 0 {
 		t.Fatalf("diff after adding d = %v, want %v", got, want)
 	}
-	dup := newSetBuilder(new(atomic.Int32))
+	dup := (&evaluation{}).newSetBuilder(new(atomic.Int32))
 	for _, v := range []string{"x", "x"} {
 		addTo(dup, ast.StringTerm(v))
 	}
@@ -304,7 +309,7 @@ func TestSetDiffInsertionOrder(t *testing.T) {
 // earlier sets grew to; a set may still grow past it.
 func TestSetSizeHint(t *testing.T) {
 	var hint atomic.Int32
-	first := newSetBuilder(&hint)
+	first := (&evaluation{}).newSetBuilder(&hint)
 	for i := range 5 {
 		addTo(first, ast.InternedTerm(i))
 	}
@@ -312,7 +317,7 @@ func TestSetSizeHint(t *testing.T) {
 	if hint.Load() != 5 {
 		t.Fatalf("hint after a set of 5 = %d", hint.Load())
 	}
-	second := newSetBuilder(&hint)
+	second := (&evaluation{}).newSetBuilder(&hint)
 	if c := cap(second.Value.(*lazyValue).Lazy.(*setBuilder).elems); c != 5 {
 		t.Fatalf("room made for the next set = %d, want 5", c)
 	}
@@ -327,7 +332,7 @@ func TestSetSizeHint(t *testing.T) {
 // An object being built is handed out as it is when used; inserts after
 // that go to a copy, so the value handed out does not change.
 func TestObjectBuilder(t *testing.T) {
-	b := newObjectBuilder()
+	b := (&evaluation{}).newObjectBuilder(ast.NewObject())
 	obj, ok := insertTarget(b)
 	if !ok {
 		t.Fatal("insertTarget refused an object builder")
