@@ -29,6 +29,7 @@ type evaluation struct {
 	sets    slab.Slab[setBuilder]
 	arrays  slab.Slab[arrayBuilder]
 	objects slab.Slab[objectBuilder]
+	terms   slab.Slab[*ast.Term]
 	results []*ast.Term
 	steps   int
 	// stack holds the frames of the functions running; args is scratch

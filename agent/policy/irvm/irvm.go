@@ -428,6 +428,7 @@ func (e *evaluation) release() {
 	e.sets.Reset()
 	e.arrays.Reset()
 	e.objects.Reset()
+	e.terms.Reset()
 	clear(e.results)
 	e.results = e.results[:0]
 	clear(e.stack[:cap(e.stack)])

@@ -257,7 +257,9 @@ func (e *evaluation) newSetBuilder(hint *atomic.Int32) *ast.Term {
 	b := e.sets.Next()
 	b.hint = hint
 	if n := hint.Load(); n > 0 {
-		b.elems = make([]*ast.Term, 0, n)
+		// The elements are copied into the set when it is made: the
+		// room for them can live in the evaluation too.
+		b.elems = e.terms.Take(int(n))[:0]
 	}
 	return b.cell.Term(b)
 }
