@@ -24,7 +24,8 @@ type Lazy interface {
 	// returns true.
 	Members(f func(key, value *ast.Term) bool)
 	// Materialize returns the whole value (not a lazy one). irvm asks
-	// once per term (LazyTerm, LazyCell.Term) and keeps the answer.
+	// once per term (LazyTerm, LazyCell.Term) and keeps the answer, but
+	// for its own builders, whose value an append or add can change.
 	Materialize() ast.Value
 	// Type is the value's type as ast.TypeName names it: "object",
 	// "array" or "set".
