@@ -38,9 +38,11 @@ type compiled struct {
 	data     ast.Value                // guarded by Engine.mu
 	// pstate is the policy state (data.pstate) as a Go value; the store
 	// lags behind it while storeStale (syncStore).
-	pstate     any       // guarded by Engine.mu
-	storeStale bool      // guarded by Engine.mu
-	pstateKey  *ast.Term // "pstate", the state's key in data
+	pstate     any  // guarded by Engine.mu
+	storeStale bool // guarded by Engine.mu
+	// state is the state as data holds it, when data is a
+	// stateDocument (nil before the first ops).
+	state *jsonObject // guarded by Engine.mu
 
 	printOnce     sync.Once
 	printCompiler *ast.Compiler
@@ -105,7 +107,6 @@ func compile(ctx context.Context, policy string) (*compiled, error) {
 		data:     ast.NewObject(ast.Item(ast.StringTerm("pstate"), ast.ObjectTerm())),
 		pstate:   map[string]any{},
 	}
-	c.pstateKey = ast.StringTerm("pstate")
 	for _, r := range mod.Rules {
 		ref := r.Head.Ref()
 		if v, ok := ref[0].Value.(ast.Var); ok {

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/storage"
 )
 
@@ -53,11 +52,11 @@ func (c *compiled) applyOps(raw any) error {
 	if !ok {
 		next = map[string]any{}
 	}
-	data, err := c.stateValue(next, touched)
+	data, state, err := stateDocument(next, c.state, touched)
 	if err != nil {
 		return fmt.Errorf("policy state as a value: %w", err)
 	}
-	c.pstate, c.data, c.storeStale = next, data, true
+	c.pstate, c.data, c.state, c.storeStale = next, data, state, true
 	return nil
 }
 
@@ -70,39 +69,6 @@ func stateKey(p string) string {
 	}
 	key, _, _ := strings.Cut(rest, "/")
 	return strings.ReplaceAll(strings.ReplaceAll(key, "~1", "/"), "~0", "~")
-}
-
-// stateValue returns the data document for the policy state next: the
-// members of the current one that no op touched are reused, the others
-// converted from next.
-func (c *compiled) stateValue(next any, touched map[string]bool) (ast.Value, error) {
-	m, isObject := next.(map[string]any)
-	old, _ := c.data.(ast.Object).Get(c.pstateKey).Value.(ast.Object)
-	if !isObject || touched[""] || old == nil {
-		return ast.InterfaceToValue(map[string]any{"pstate": next})
-	}
-	kvs := make([][2]*ast.Term, 0, len(m))
-	old.Foreach(func(k, v *ast.Term) {
-		if s, ok := k.Value.(ast.String); ok && !touched[string(s)] {
-			if _, kept := m[string(s)]; kept {
-				kvs = append(kvs, [2]*ast.Term{k, v})
-			}
-		}
-	})
-	for k, v := range m {
-		if !touched[k] {
-			continue // kept above
-		}
-		val, err := ast.InterfaceToValue(v)
-		if err != nil {
-			return nil, err
-		}
-		kvs = append(kvs, [2]*ast.Term{ast.StringTerm(k), ast.NewTerm(val)})
-	}
-	if len(kvs) != len(m) { // the data document and the state disagree: convert it all
-		return ast.InterfaceToValue(map[string]any{"pstate": next})
-	}
-	return ast.NewObject([2]*ast.Term{c.pstateKey, ast.NewTerm(ast.NewObject(kvs...))}), nil
 }
 
 // syncStore writes the policy state to the store if ops changed it since
