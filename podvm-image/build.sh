@@ -13,6 +13,7 @@
 #   PODVM_INIT_PKG     Go package built as /init (default ./cmd/podvm-agent)
 #   PODVM_NAME         name of the links (default: vmlinux/initramfs), for a second image
 #   PODVM_COMPRESS     none | lz4 | gzip (default none: faster to boot under TCG, see docs)
+#   PODVM_KEEP         how many older images to keep besides the current ones (default 6)
 #   KERNEL_PKG         Debian kernel package (default: what linux-image-cloud-amd64 depends on)
 #   SOURCE_DATE_EPOCH  mtime of every entry (default 0, so the cache key does not move with commits)
 set -euo pipefail
@@ -105,11 +106,25 @@ if [ ! -f "$dir/initramfs" ]; then
     gzip) gzip -n -9 -c "$dir.tmp/initramfs.cpio" > "$dir.tmp/initramfs" && rm "$dir.tmp/initramfs.cpio" ;;
     *) log "PODVM_COMPRESS=$compress is not none, lz4 or gzip"; exit 1 ;;
   esac
-  cp "$kdir/vmlinux" "$kdir/vmlinuz" "$dir.tmp/"
+  for f in vmlinux vmlinuz; do ln -f "$kdir/$f" "$dir.tmp/$f" 2>/dev/null || cp "$kdir/$f" "$dir.tmp/$f"; done
   echo "$KERNEL_PKG" > "$dir.tmp/kernel-package"
   rm -rf "$dir" && mv "$dir.tmp" "$dir"
 fi
 ln -sfn "$key" "$out/${name:+$name-}current"
 for f in vmlinux vmlinuz initramfs; do ln -sfn "${name:+$name-}current/$f" "$out/${name:+$name-}$f"; done
+
+# 4. Older images go, but for the newest PODVM_KEEP and every one a
+# *current link names (a pod VM booted from an older image keeps its
+# kernel and initramfs open, so removing them does not disturb it).
+keep=${PODVM_KEEP:-6}
+inuse=" $(for l in "$out"/*current; do [ -L "$l" ] && readlink "$l"; done | tr '\n' ' ') "
+ls -1dt "$out"/*/ | sed 's|/$||' | while read -r old; do
+  k=${old##*/}
+  case $k in *[!0-9a-f]*) continue ;; esac
+  [ ${#k} -eq 16 ] || continue
+  case $inuse in *" $k "*) continue ;; esac
+  if [ "$keep" -gt 0 ]; then keep=$((keep - 1)); continue; fi
+  rm -rf "$old"
+done
 log "kernel $KERNEL_PKG, init $init_pkg, initramfs $(du -k "$dir/initramfs" | cut -f1) KiB ($compress) in $dir"
 echo "$dir"
