@@ -54,7 +54,8 @@ type Config struct {
 	// (base64 of gzip); "" when unset.
 	Initdata string
 	// PodsLimit is the node's peer-pod capacity (PEERPODS_LIMIT_PER_NODE);
-	// the scheduler enforces it through the kata.peerpods.io/vm resource.
+	// the scheduler enforces it through the kata.peerpods.io/vm resource,
+	// and peerpodd refuses a CreateVM beyond it (0: no limit of its own).
 	PodsLimit int
 	// ProbePort serves /healthz, /readyz, /startup and /metrics (PROBE_PORT).
 	ProbePort int

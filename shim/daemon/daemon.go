@@ -131,7 +131,7 @@ func New(opts Options) (*Daemon, error) {
 	}
 	m := metrics.New()
 	mgr, err := sandbox.New(sandbox.Options{
-		Provider: opts.Provider, Journal: j, Credentials: ca, PodsDir: cfg.PodsDir,
+		Provider: opts.Provider, Journal: j, Credentials: ca, PodsDir: cfg.PodsDir, MaxSandboxes: cfg.PodsLimit,
 		Attester: cfg.Attester, DefaultInitdata: cfg.Initdata, ProxyTimeout: cfg.ProxyTimeout,
 		ForwarderPort: cfg.ForwarderPort, ClusterID: cfg.ClusterID, NodeName: cfg.NodeName, Tags: cfg.Tags,
 		Metrics: m, Logger: log, Retry: opts.Retry, Secrets: opts.Secrets, Tunnel: opts.Tunnel, Events: podEvents(k, cfg.NodeName, log),

@@ -64,6 +64,10 @@ func (mg *Manager) CreateVM(ctx context.Context, id string, annots map[string]st
 			return "", fmt.Errorf("sandbox %s: %w (state %s)", id, ErrExists, st.State)
 		}
 	}
+	if limit := mg.opts.MaxSandboxes; limit > 0 && mg.liveLocked() >= limit {
+		mg.mu.Unlock()
+		return "", fmt.Errorf("create sandbox %s: %w: %d sandboxes on node %s (PEERPODS_LIMIT_PER_NODE)", id, ErrLimit, limit, mg.opts.NodeName)
+	}
 	s := mg.newSandbox(e, log)
 	s.mu.Lock() // held until the socket is up, so StartVM/StopVM wait for it
 	defer s.mu.Unlock()

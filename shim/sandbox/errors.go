@@ -14,6 +14,8 @@ var (
 	ErrExists = errors.New("sandbox already exists")
 	// ErrState: the call does not fit the sandbox's state.
 	ErrState = errors.New("sandbox state forbids the call")
+	// ErrLimit: CreateVM for a sandbox beyond Options.MaxSandboxes.
+	ErrLimit = errors.New("the node's peer-pod limit is reached")
 )
 
 // InvalidError is a bad request field; Field names it (the request field

@@ -53,6 +53,10 @@ type Options struct {
 	Credentials Credentials
 	// PodsDir holds the agent sockets (PODS_DIR).
 	PodsDir string
+	// MaxSandboxes is the most sandboxes that may have a VM, or be about
+	// to, at once (PEERPODS_LIMIT_PER_NODE); a CreateVM beyond it fails
+	// with ErrLimit. Failed sandboxes' tombstones do not count. 0: no limit.
+	MaxSandboxes int
 	// Attester is the evidence kind VMs must present (fake, tdx, snp, az-snp-vtpm).
 	Attester string
 	// DefaultInitdata is the initdata TOML used when a pod has none (INITDATA).
@@ -193,6 +197,24 @@ type sandbox struct {
 	client  *tunnel.Client
 	ready   chan struct{} // closed when client is set
 	gone    chan struct{} // closed when the sandbox is stopped or failed
+}
+
+// state is the sandbox's current lifecycle state.
+func (s *sandbox) state() journal.State {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	return s.entry.State
+}
+
+// liveLocked counts the sandboxes that have, or may get, a VM; mg.mu is held.
+func (mg *Manager) liveLocked() int {
+	n := 0
+	for _, s := range mg.sandboxes {
+		if s.state() != journal.Failed {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *sandbox) snapshot() journal.Entry {

@@ -647,3 +647,52 @@ func TestLogLines(t *testing.T) {
 		t.Fatalf("only %d log lines", n)
 	}
 }
+
+// MaxSandboxes refuses a CreateVM beyond the limit without recording
+// anything; a failed start's tombstone does not count, a stopped sandbox
+// frees its place.
+func TestSandboxLimit(t *testing.T) {
+	e := newEnv(t)
+	m := e.manager(t, func(o *sandbox.Options) { o.MaxSandboxes = 2 })
+	ctx := ctxT(t, time.Minute)
+	for _, id := range []string{"limit-a", "limit-b"} {
+		if _, err := m.CreateVM(ctx, id, kataAnnotations("web"), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.StartVM(ctx, "limit-a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreateVM(ctx, "limit-a", kataAnnotations("web"), ""); !errors.Is(err, sandbox.ErrExists) {
+		t.Fatalf("CreateVM of a running sandbox at the limit = %v, want ErrExists", err)
+	}
+	_, err := m.CreateVM(ctx, "limit-c", kataAnnotations("web"), "")
+	if !errors.Is(err, sandbox.ErrLimit) || !strings.Contains(err.Error(), "2 sandboxes") || !strings.Contains(err.Error(), "PEERPODS_LIMIT_PER_NODE") {
+		t.Fatalf("third CreateVM = %v, want ErrLimit naming the limit", err)
+	}
+	if len(m.Status()) != 2 || len(journalFiles(t, e)) != 2 {
+		t.Fatalf("refused CreateVM left state: status %+v, journal %v", m.Status(), journalFiles(t, e))
+	}
+	if _, err := os.Stat(filepath.Join(e.podsDir, "limit-c")); !os.IsNotExist(err) {
+		t.Fatalf("refused CreateVM made its socket dir: %v", err)
+	}
+
+	// A start that fails leaves a tombstone, which frees the place.
+	e.prov.SetFaults(sandboxtest.Faults{CreateErrClean: provider.Errorf(provider.ErrInvalidConfig, "image podvm-x not found")})
+	if err := m.StartVM(ctx, "limit-b"); err == nil {
+		t.Fatal("StartVM with a failing provider succeeded")
+	}
+	e.prov.SetFaults(sandboxtest.Faults{})
+	if _, err := m.CreateVM(ctx, "limit-c", kataAnnotations("web"), ""); err != nil {
+		t.Fatalf("CreateVM after a failed start: %v", err)
+	}
+	if _, err := m.CreateVM(ctx, "limit-d", kataAnnotations("web"), ""); !errors.Is(err, sandbox.ErrLimit) {
+		t.Fatalf("CreateVM beyond the limit again = %v, want ErrLimit", err)
+	}
+	if err := m.StopVM(ctx, "limit-a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreateVM(ctx, "limit-d", kataAnnotations("web"), ""); err != nil {
+		t.Fatalf("CreateVM after a stop: %v", err)
+	}
+}

@@ -99,6 +99,8 @@ func Code(err error) codes.Code {
 		return codes.AlreadyExists
 	case errors.Is(err, sandbox.ErrState):
 		return codes.FailedPrecondition
+	case errors.Is(err, sandbox.ErrLimit):
+		return codes.ResourceExhausted
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):

@@ -22,6 +22,7 @@ func TestCode(t *testing.T) {
 		{fmt.Errorf("x: %w", sandbox.ErrNotFound), codes.NotFound},
 		{fmt.Errorf("x: %w", sandbox.ErrExists), codes.AlreadyExists},
 		{fmt.Errorf("x: %w", sandbox.ErrState), codes.FailedPrecondition},
+		{fmt.Errorf("x: %w", sandbox.ErrLimit), codes.ResourceExhausted},
 		{fmt.Errorf("create: %w", provider.Errorf(provider.ErrCapacity, "no room")), codes.ResourceExhausted},
 		{fmt.Errorf("create: %w", provider.Errorf(provider.ErrThrottled, "429")), codes.Unavailable},
 		{fmt.Errorf("create: %w", provider.Errorf(provider.ErrInvalidConfig, "bad image")), codes.InvalidArgument},
