@@ -12,9 +12,10 @@ import (
 // StartFifo starts a created container as `runc start` does — by opening its
 // exec fifo, which releases the waiting init — without spawning runc. exited
 // is closed when the container's process is gone (then the start fails).
-// Without a known state root it falls back to Start.
+// Without a known state root, or with another runtime than runc (crun's
+// waiting init reads its fifo instead of writing it), it falls back to Start.
 func (r *Runc) StartFifo(ctx context.Context, id string, exited <-chan struct{}) error {
-	if r.Root == "" {
+	if r.Root == "" || !r.isRunc() {
 		return r.Start(ctx, id)
 	}
 	fifo := filepath.Join(r.Root, id, "exec.fifo")

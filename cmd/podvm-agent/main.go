@@ -45,7 +45,7 @@ func run() error {
 	udFile := fs.String("userdata-file", "", "read user data from this file instead of fw_cfg / cloud metadata")
 	stateDir := fs.String("state-dir", "/run/peerpod/agent", "bundles, rootfs mounts, runc state and the image cache")
 	pauseBundle := fs.String("pause-bundle", "/pause_bundle", "pause bundle directory (config.json + rootfs)")
-	runcPath := fs.String("runc", runc.DefaultPath, "runc binary")
+	runcPath := fs.String("runc", "", "OCI runtime binary, runc or crun (default "+runc.DefaultPath+"; as the pod VM's init, "+runc.CrunPath+" when the image has it)")
 	kataSock := fs.String("kata-agent-socket", "", "forward agent streams byte for byte to this upstream kata-agent unix socket")
 	allowAll := fs.Bool("dev-allow-all-policy", false, "DEVELOPMENT ONLY: serve every agent request without a policy")
 	kataRoot := fs.String("kata-root", sandbox.KataRoot, "local directory standing for the runtime's /run/kata-containers (tests)")
@@ -76,7 +76,16 @@ func run() error {
 		if *udFile == "" {
 			*udFile = res.UserDataFile
 		}
+		if *runcPath == "" {
+			if _, err := os.Stat(runc.CrunPath); err == nil {
+				*runcPath = runc.CrunPath
+			}
+		}
 	}
+	if *runcPath == "" {
+		*runcPath = runc.DefaultPath
+	}
+	log.Info("OCI runtime", "path", *runcPath)
 
 	cfg, src, err := daemon.LoadUserData(ctx, daemon.Sources{File: *udFile})
 	if err != nil {
