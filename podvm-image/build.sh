@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libvirt pod VM image: the Debian cloud kernel (as an uncompressed
 # vmlinux for PVH boot, plus its bzImage) and an initramfs with podvm-agent as
-# /init, runc and its libraries, the kernel modules the VM needs, the pause
+# /init, crun (or runc) and its libraries, the kernel modules the VM needs, the pause
 # bundle and CA certificates. Outputs land in $PODVM_OUT (default
 # _output/podvm) under a directory named by the hash of all inputs, with
 # stable links:
@@ -13,6 +13,8 @@
 #   PODVM_INIT_PKG     Go package built as /init (default ./cmd/podvm-agent)
 #   PODVM_NAME         name of the links (default: vmlinux/initramfs), for a second image
 #   PODVM_COMPRESS     none | lz4 | gzip (default none: faster to boot under TCG, see docs)
+#   PODVM_OCI_RUNTIME  crun | runc: the OCI runtime the agent runs containers with
+#                      (default crun: a C binary that starts far faster than runc under TCG)
 #   PODVM_KEEP         how many older images to keep besides the current ones (default 6)
 #   KERNEL_PKG         Debian kernel package (default: what linux-image-cloud-amd64 depends on)
 #   SOURCE_DATE_EPOCH  mtime of every entry (default 0, so the cache key does not move with commits)
@@ -23,6 +25,7 @@ out=${PODVM_OUT:-$root/_output/podvm}
 init_pkg=${PODVM_INIT_PKG:-./cmd/podvm-agent}
 name=${PODVM_NAME:-}
 compress=${PODVM_COMPRESS:-none}
+oci_runtime=${PODVM_OCI_RUNTIME:-crun}
 # Modules: the boot loads only what the network needs before the agent starts
 # (the NIC is on virtio-mmio in a microvm; user data comes from fw_cfg through
 # its I/O ports, without a module); the "pci" set only on a machine with a PCI
@@ -77,16 +80,20 @@ initname=$(basename "$init_pkg")
 gobuild "$out/bin/$initname" "$init_pkg"
 gobuild "$out/bin/pause" ./podvm-image/cmd/pause
 go build -o "$out/bin/mkinitramfs" ./podvm-image/cmd/mkinitramfs
-runc=$(command -v runc || echo /usr/sbin/runc)
-[ -x "$runc" ] || { log "runc not found (apt-get install runc)"; exit 1; }
+case $oci_runtime in
+  crun) runtime=$(command -v crun || echo /usr/bin/crun); runtime_dest=/usr/bin/crun ;;
+  runc) runtime=$(command -v runc || echo /usr/sbin/runc); runtime_dest=/usr/sbin/runc ;;
+  *) log "PODVM_OCI_RUNTIME=$oci_runtime is not crun or runc"; exit 1 ;;
+esac
+[ -x "$runtime" ] || { log "$oci_runtime not found (apt-get install $oci_runtime)"; exit 1; }
 ca=/etc/ssl/certs/ca-certificates.crt
 [ -f "$ca" ] || { log "$ca not found (apt-get install ca-certificates)"; exit 1; }
 printf '{"ociVersion":"1.0.2","process":{"args":["/pause"],"cwd":"/","env":["PATH=/"]},"root":{"path":"rootfs","readonly":true}}\n' > "$out/bin/pause-config.json"
 
 # 3. The initramfs, keyed by the hash of everything that goes in.
 key=$( { sha256sum "$kdir/vmlinux" "$out/bin/$initname" "$out/bin/pause" "$out/bin/pause-config.json" \
-          "$runc" "$ca" podvm-image/initramfs/*.go podvm-image/cmd/mkinitramfs/*.go "$0" | cut -d' ' -f1;
-         echo "$modules $pci_modules $late_modules $vxlan_modules $compress $SOURCE_DATE_EPOCH $initname"; } | sha256sum | cut -c1-16)
+          "$runtime" "$ca" podvm-image/initramfs/*.go podvm-image/cmd/mkinitramfs/*.go "$0" | cut -d' ' -f1;
+         echo "$modules $pci_modules $late_modules $vxlan_modules $compress $SOURCE_DATE_EPOCH $initname $runtime_dest"; } | sha256sum | cut -c1-16)
 dir=$out/$key
 if [ ! -f "$dir/initramfs" ]; then
   mkdir -p "$dir.tmp"
@@ -94,7 +101,7 @@ if [ ! -f "$dir/initramfs" ]; then
     -init "$out/bin/$initname" \
     -kmod-tree "$kdir/modules" -modules "$modules" \
     -module-set pci="$pci_modules" -module-set late="$late_modules" -module-set vxlan="$vxlan_modules" \
-    -binary /usr/sbin/runc="$runc" \
+    -binary "$runtime_dest=$runtime" \
     -binary /pause_bundle/rootfs/pause="$out/bin/pause" \
     -file /pause_bundle/config.json="$out/bin/pause-config.json" \
     -file /etc/ssl/certs/ca-certificates.crt="$ca" \
