@@ -1,5 +1,5 @@
 # Local pod VMs: the pod VM image, the end-to-end test and the demo (libvirt + QEMU).
-.PHONY: podvm-image podvm-image-tcpinit libvirtd e2e demo bench-libvirt
+.PHONY: podvm-image podvm-image-tcpinit libvirtd e2e demo bench-libvirt bench-oci-runtime
 
 ## podvm-image: kernel + initramfs with podvm-agent as PID 1, in _output/podvm
 podvm-image:
@@ -25,3 +25,7 @@ demo:
 bench-libvirt: podvm-image podvm-image-tcpinit
 	PEERPOD_E2E=1 $(GO) test -count=1 -timeout 40m -run '^$$' -bench StartVM -benchtime 10x ./test/e2e/
 	PEERPOD_E2E=1 $(GO) test -count=1 -timeout 20m -run '^$$' -bench FivePods -benchtime 1x ./test/e2e/
+
+## bench-oci-runtime: pod start steps with runc and with crun in the pod VM, alternating (docs/benchmarks.md, ## libvirt)
+bench-oci-runtime:
+	./scripts/bench-oci-runtime.sh
