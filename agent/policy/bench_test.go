@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/peerpod/peerpod/api/agent"
+	"github.com/peerpod/peerpod/internal/benchstat"
 	"github.com/peerpod/peerpod/policygen"
 )
 
@@ -99,20 +99,6 @@ func benchPolicy(b testing.TB) (string, *agent.CreateContainerRequest) {
 		},
 	}
 	return res.Policy, req
-}
-
-// p50 runs f b.N times, timing each call, and reports the median.
-func p50(b *testing.B, f func()) {
-	b.Helper()
-	ds := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for range b.N {
-		start := time.Now()
-		f()
-		ds = append(ds, time.Since(start))
-	}
-	b.StopTimer()
-	b.ReportMetric(median(ds), "p50-µs")
 }
 
 // BenchmarkCreateContainerDecision compares the engine's decision with
@@ -269,16 +255,16 @@ func BenchmarkCreateContainerEngine(b *testing.B) {
 	text, req := benchPolicy(b)
 	e := newEngine(b, text, Options{})
 	b.ReportAllocs()
-	p50(b, func() {
+	benchstat.P50(b, func() {
 		if err := e.Authorize(ctx, "CreateContainer", req); err != nil {
 			b.Fatal(err)
 		}
 	})
 }
 
+// median is the median of ds in microseconds.
 func median(ds []time.Duration) float64 {
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return float64(ds[len(ds)/2].Nanoseconds()) / 1e3
+	return float64(benchstat.Median(ds).Nanoseconds()) / 1e3
 }
 
 // BenchmarkConstantRule measures a request whose rule is a constant
@@ -289,7 +275,7 @@ func BenchmarkConstantRule(b *testing.B) {
 	req := &agent.StartContainerRequest{ContainerId: "c1"}
 	b.Run("engine", func(b *testing.B) {
 		e := newEngine(b, text, Options{})
-		p50(b, func() {
+		benchstat.P50(b, func() {
 			if err := e.Authorize(ctx, "StartContainer", req); err != nil {
 				b.Fatal(err)
 			}
@@ -300,7 +286,7 @@ func BenchmarkConstantRule(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p50(b, func() {
+		benchstat.P50(b, func() {
 			rs, err := pq.Eval(ctx, rego.EvalInput(map[string]any{"container_id": "c1"}))
 			if err != nil || len(rs) != 1 || rs[0].Expressions[0].Value != true {
 				b.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	"github.com/peerpod/peerpod/agent/pause"
 	pb "github.com/peerpod/peerpod/api/agent"
 	"github.com/peerpod/peerpod/api/userdata"
+	"github.com/peerpod/peerpod/internal/benchstat"
 	"github.com/peerpod/peerpod/tunnel"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -184,8 +185,8 @@ func BenchmarkCreateStartVsRunc(b *testing.B) {
 		b.StartTimer()
 	}
 	reportPair(b, agentT, runcT, "runc-run")
-	b.ReportMetric(float64(median(twoStepT).Microseconds())/1000, "runc-create+start-ms")
-	b.ReportMetric(float64(median(rttT).Microseconds())/1000, "stream-rtt-ms")
+	b.ReportMetric(float64(benchstat.Median(twoStepT).Microseconds())/1000, "runc-create+start-ms")
+	b.ReportMetric(float64(benchstat.Median(rttT).Microseconds())/1000, "stream-rtt-ms")
 }
 
 // reportPair reports the medians of both series and the median of their
@@ -196,16 +197,10 @@ func reportPair(b *testing.B, agent, base []time.Duration, baseName string) {
 	for i := range agent {
 		ratios[i] = float64(agent[i]) / float64(base[i])
 	}
-	b.ReportMetric(float64(median(agent).Microseconds())/1000, "agent-ms")
-	b.ReportMetric(float64(median(base).Microseconds())/1000, baseName+"-ms")
+	b.ReportMetric(float64(benchstat.Median(agent).Microseconds())/1000, "agent-ms")
+	b.ReportMetric(float64(benchstat.Median(base).Microseconds())/1000, baseName+"-ms")
 	sort.Float64s(ratios)
 	b.ReportMetric(ratios[len(ratios)/2], "ratio")
-}
-
-func median(d []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
 }
 
 // BenchmarkExecWaitTrue: ExecProcess `true` then WaitProcess through tunnel

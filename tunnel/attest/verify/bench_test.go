@@ -4,27 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"sort"
 	"testing"
-	"time"
 
 	"github.com/google/go-tdx-guest/testing/testdata"
+	"github.com/peerpod/peerpod/internal/benchstat"
 	"github.com/peerpod/peerpod/tunnel/attest"
 )
-
-func p50(b *testing.B, f func()) {
-	b.Helper()
-	ds := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for range b.N {
-		start := time.Now()
-		f()
-		ds = append(ds, time.Since(start))
-	}
-	b.StopTimer()
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	b.ReportMetric(float64(ds[len(ds)/2].Nanoseconds())/1e3, "p50-µs")
-}
 
 // BenchmarkVerifyEvidence measures what the node spends verifying one
 // tunnel's evidence: parsing the extension, checking the binding, and the
@@ -39,7 +24,7 @@ func BenchmarkVerifyEvidence(b *testing.B) {
 		}
 		v, _ := NewVerifier(attest.KindFake, Expectations{InitdataDigest: digest})
 		st := tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf}}
-		p50(b, func() {
+		benchstat.P50(b, func() {
 			if err := v.VerifyPeer(ctx, st); err != nil {
 				b.Fatal(err)
 			}
@@ -53,7 +38,7 @@ func BenchmarkVerifyEvidence(b *testing.B) {
 		}
 		v, _ := NewVerifier(attest.KindSNP, Expectations{InitdataDigest: digest, SNP: &SNPExpectations{TrustedRoots: qp.roots()}})
 		st := tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf}}
-		p50(b, func() {
+		benchstat.P50(b, func() {
 			if err := v.VerifyPeer(ctx, st); err != nil {
 				b.Fatal(err)
 			}
@@ -67,7 +52,7 @@ func BenchmarkVerifyEvidence(b *testing.B) {
 		}
 		v, _ := NewVerifier(attest.KindAzSNPVTPM, Expectations{InitdataDigest: digest, SNP: &SNPExpectations{TrustedRoots: qp.roots()}})
 		st := tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf}}
-		p50(b, func() {
+		benchstat.P50(b, func() {
 			if err := v.VerifyPeer(ctx, st); err != nil {
 				b.Fatal(err)
 			}
@@ -81,7 +66,7 @@ func BenchmarkVerifyEvidence(b *testing.B) {
 			b.Fatal(err)
 		}
 		exp := &TDXExpectations{Now: recordedQuoteTime, MRTD: q.GetMrTd()}
-		p50(b, func() {
+		benchstat.P50(b, func() {
 			if err := verifyTDXQuote(ctx, testdata.RawQuote, q.GetReportData(), exp); err != nil {
 				b.Fatal(err)
 			}
