@@ -33,15 +33,24 @@ func packetPair(t *testing.T) (*Pump, *os.File) {
 	return p, peer
 }
 
-// TestPumpFramesFromStream feeds length-prefixed frames in pieces that cut
-// across frames and prefixes: each arrives whole, alone, in order.
-func TestPumpFramesFromStream(t *testing.T) {
-	p, peer := packetPair(t)
+// runningPump is a pump between a packet socket pair's end (peer is the
+// other end) and a stream whose node side it returns; it runs until the
+// test ends.
+func runningPump(t *testing.T) (p *Pump, peer *os.File, node net.Conn) {
+	t.Helper()
+	p, peer = packetPair(t)
 	node, vm := net.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, vm) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
+	return p, peer, node
+}
+
+// TestPumpFramesFromStream feeds length-prefixed frames in pieces that cut
+// across frames and prefixes: each arrives whole, alone, in order.
+func TestPumpFramesFromStream(t *testing.T) {
+	p, peer, node := runningPump(t)
 
 	// Three rounds: more than the read buffer holds, so partial frames
 	// are moved to its front on the way.
@@ -86,12 +95,7 @@ func TestPumpFramesFromStream(t *testing.T) {
 // TestPumpFramesToStream checks that frames the TAP side has ready go to
 // the stream each after its length.
 func TestPumpFramesToStream(t *testing.T) {
-	p, peer := packetPair(t)
-	node, vm := net.Pipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, vm) }()
-	defer func() { cancel(); <-done }()
+	_, peer, node := runningPump(t)
 
 	sizes := []int{42, 1514, 65000, 1}
 	for i, n := range sizes {
