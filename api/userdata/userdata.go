@@ -47,6 +47,10 @@ type Config struct {
 	Attester string `json:"attester"`
 	// Initdata is the initdata TOML text (uncompressed), "" when none.
 	Initdata string `json:"initdata,omitempty"`
+	// Warm marks a VM booted ahead of any pod, for a node's warm pool: it
+	// has no sandbox and no initdata yet and waits for them (see
+	// Provisioned) before it makes its attested certificate.
+	Warm bool `json:"warm,omitempty"`
 }
 
 // Secrets are sent by peerpodd over a "config" tunnel stream once the VM's
@@ -61,7 +65,11 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Version != Version:
 		return fmt.Errorf("userdata: version %d, want %d", c.Version, Version)
-	case c.SandboxID == "":
+	case c.Warm && c.SandboxID != "":
+		return errors.New("userdata: a warm VM has no sandbox_id yet")
+	case c.Warm && c.Initdata != "":
+		return errors.New("userdata: a warm VM has no initdata yet")
+	case !c.Warm && c.SandboxID == "":
 		return errors.New("userdata: sandbox_id is empty")
 	case c.TunnelCA == "":
 		return errors.New("userdata: tunnel_ca is empty")
@@ -72,6 +80,28 @@ func (c *Config) Validate() error {
 	case AttesterFake, AttesterTDX, AttesterSNP, AttesterAzSNPVTPM:
 	default:
 		return fmt.Errorf("userdata: attester %q is not one of fake, tdx, snp, az-snp-vtpm", c.Attester)
+	}
+	return nil
+}
+
+// Provisioned checks that pod, the configuration a node sends to the warm
+// VM booted with c, completes c: it is for a sandbox, and keeps c's tunnel
+// CA, attester and port, which the node cannot change after boot.
+func (c *Config) Provisioned(pod *Config) error {
+	if err := pod.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case !c.Warm:
+		return errors.New("userdata: this VM was booted for a sandbox, not warm")
+	case pod.Warm:
+		return errors.New("userdata: the configuration sent to a warm VM must name its sandbox")
+	case pod.TunnelCA != c.TunnelCA:
+		return errors.New("userdata: tunnel_ca differs from the one the VM booted with")
+	case pod.Attester != c.Attester:
+		return fmt.Errorf("userdata: attester %q differs from %q the VM booted with", pod.Attester, c.Attester)
+	case pod.Port() != c.Port():
+		return fmt.Errorf("userdata: listen_port %d differs from %d the VM booted with", pod.Port(), c.Port())
 	}
 	return nil
 }

@@ -112,3 +112,65 @@ func TestPortDefault(t *testing.T) {
 		t.Fatalf("Port() = %d", c.Port())
 	}
 }
+
+func warm() *Config {
+	c := valid()
+	c.SandboxID, c.Warm, c.VMName = "", true, "podvm-warm-0a1b2c3d"
+	return c
+}
+
+func TestWarmValidate(t *testing.T) {
+	if err := warm().Validate(); err != nil {
+		t.Fatalf("warm config: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		mod  func(c *Config)
+		want string
+	}{
+		"sandbox":  {func(c *Config) { c.SandboxID = "abc" }, "no sandbox_id yet"},
+		"initdata": {func(c *Config) { c.Initdata = "version = \"0.1.0\"" }, "no initdata yet"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := warm()
+			tc.mod(c)
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestProvisioned(t *testing.T) {
+	if err := warm().Provisioned(valid()); err != nil {
+		t.Fatalf("a sandbox config for a warm VM: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		boot func(c *Config)
+		pod  func(c *Config)
+		want string
+	}{
+		"not warm":      {func(c *Config) { c.Warm, c.SandboxID = false, "x" }, func(*Config) {}, "not warm"},
+		"pod warm":      {func(*Config) {}, func(c *Config) { c.Warm, c.SandboxID = true, "" }, "must name its sandbox"},
+		"other CA":      {func(*Config) {}, func(c *Config) { c.TunnelCA += "x" }, "tunnel_ca differs"},
+		"other attest":  {func(*Config) {}, func(c *Config) { c.Attester = AttesterTDX }, "attester \"tdx\" differs"},
+		"other port":    {func(*Config) {}, func(c *Config) { c.ListenPort = 9 }, "listen_port 9 differs"},
+		"invalid pod":   {func(*Config) {}, func(c *Config) { c.SandboxID = "" }, "sandbox_id is empty"},
+		"port defaults": {func(c *Config) { c.ListenPort = DefaultListenPort }, func(*Config) {}, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			boot, pod := warm(), valid()
+			tc.boot(boot)
+			tc.pod(pod)
+			err := boot.Provisioned(pod)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
