@@ -375,8 +375,17 @@ func (e *evaluation) scan(l locals, in *instr) (signal, error) {
 	s := scanOf(in)
 	src := value(raw(l, in.a))
 	if lz, ok := src.(*lazyValue); ok {
-		if _, isSet := lz.Lazy.(*setBuilder); isSet {
-			src = lz.wholeTerm().Value
+		if b, isSet := lz.Lazy.(*setBuilder); isSet {
+			elems, ok := b.strings()
+			if !ok {
+				elems = lz.wholeTerm().Value.(ast.Set).Slice()
+			}
+			for _, k := range elems {
+				if out, stop, err = e.scanBody(l, s, k, k); stop {
+					break
+				}
+			}
+			return out, err
 		}
 	}
 	switch src := src.(type) {
@@ -518,8 +527,17 @@ func (e *evaluation) call(l locals, in *instr) (*ast.Term, error) {
 	}
 	if target.member && len(in.args) == 2 {
 		// x in a lazy array or object: its members compared one by one,
-		// as the built-in compares them, without making it whole.
-		if lz, ok := value(raw(l, in.args[1])).(*lazyValue); ok && lz.Type() != "set" {
+		// as the built-in compares them, without making it whole; x in
+		// a set of strings: found by binary search.
+		coll := raw(l, in.args[1])
+		if elems, ok := stringsOf(coll); ok {
+			x := operandOf(l, in.args[0])
+			if x == nil {
+				return nil, nil
+			}
+			return ast.InternedTerm(searchStrings(elems, x)), nil
+		}
+		if lz, ok := value(coll).(*lazyValue); ok && lz.Type() != "set" {
 			x := operandOf(l, in.args[0])
 			if x == nil {
 				return nil, nil
@@ -527,13 +545,33 @@ func (e *evaluation) call(l locals, in *instr) (*ast.Term, error) {
 			return ast.InternedTerm(lazyContains(lz.Lazy, x)), nil
 		}
 	}
-	if target.minus && len(in.args) == 2 {
-		// a - b of two sets: the built-in first compares them, sorting
-		// both; the difference alone is the same set.
-		a, b := operandOf(l, in.args[0]), operandOf(l, in.args[1])
-		if sa, ok := value(a).(ast.Set); ok {
-			if sb, ok := value(b).(ast.Set); ok {
-				return ast.NewTerm(setDiff(sa, insertionOrder(raw(l, in.args[0])), sb)), nil
+	switch target.fast {
+	case fastMinus, fastAnd, fastOr:
+		if len(in.args) == 2 {
+			if t, ok := e.stringSetOp(setOpOf(target.fast), raw(l, in.args[0]), raw(l, in.args[1])); ok {
+				return t, nil
+			}
+		}
+		if target.fast == fastMinus && len(in.args) == 2 {
+			// a - b of two sets: the built-in first compares them,
+			// sorting both; the difference alone is the same set.
+			a, b := operandOf(l, in.args[0]), operandOf(l, in.args[1])
+			if sa, ok := value(a).(ast.Set); ok {
+				if sb, ok := value(b).(ast.Set); ok {
+					return ast.NewTerm(setDiff(sa, sb)), nil
+				}
+			}
+		}
+	case fastConcat:
+		if len(in.args) == 2 {
+			if t, ok := concatStrings(raw(l, in.args[0]), raw(l, in.args[1])); ok {
+				return t, nil
+			}
+		}
+	case fastAnyPrefixMatch:
+		if len(in.args) == 2 {
+			if t, ok := anyPrefixMatch(raw(l, in.args[0]), raw(l, in.args[1])); ok {
+				return t, nil
 			}
 		}
 	}
@@ -691,18 +729,9 @@ func where(loc ir.Location) string {
 	return fmt.Sprintf("line %d", loc.Row)
 }
 
-// setDiff is the set of a's elements that b lacks. order, when not nil,
-// is a's elements in any order (ast.Set's own iteration sorts them).
-func setDiff(a ast.Set, order []*ast.Term, b ast.Set) ast.Set {
+// setDiff is the set of a's elements that b lacks.
+func setDiff(a, b ast.Set) ast.Set {
 	var keep []*ast.Term
-	if order != nil {
-		for _, t := range order {
-			if !b.Contains(t) {
-				keep = append(keep, t)
-			}
-		}
-		return ast.NewSet(keep...)
-	}
 	a.Foreach(func(t *ast.Term) {
 		if !b.Contains(t) {
 			keep = append(keep, t)

@@ -66,7 +66,37 @@ type callTarget struct {
 	builtin topdown.BuiltinFunc
 	count   bool // the built-in is count
 	member  bool // the built-in is internal.member_2 (x in coll)
-	minus   bool // the built-in is minus (set difference or subtraction)
+	// fast names a built-in irvm runs itself on some operands (sets of
+	// strings, arrays being built; eval.go call).
+	fast fastBuiltin
+}
+
+type fastBuiltin uint8
+
+const (
+	fastNone fastBuiltin = iota
+	fastMinus
+	fastAnd
+	fastOr
+	fastConcat
+	fastAnyPrefixMatch
+)
+
+// fastBuiltinOf names the built-ins irvm runs itself on some operands.
+func fastBuiltinOf(name string) fastBuiltin {
+	switch name {
+	case "minus":
+		return fastMinus
+	case "and":
+		return fastAnd
+	case "or":
+		return fastOr
+	case "concat":
+		return fastConcat
+	case "strings.any_prefix_match":
+		return fastAnyPrefixMatch
+	}
+	return fastNone
 }
 
 type function struct {
@@ -179,7 +209,7 @@ func (p *Program) check(s ir.Stmt) error {
 		if !ok {
 			return fmt.Errorf("irvm: call of unknown function %s", s.Func)
 		}
-		p.calls[s] = callTarget{builtin: b, count: s.Func == "count", member: s.Func == "internal.member_2", minus: s.Func == "minus"}
+		p.calls[s] = callTarget{builtin: b, count: s.Func == "count", member: s.Func == "internal.member_2", fast: fastBuiltinOf(s.Func)}
 	case *ir.MakeNumberRefStmt:
 		if s.Index < 0 || s.Index >= len(p.numbers) || p.numbers[s.Index] == nil {
 			return fmt.Errorf("irvm: number constant %d is not a number", s.Index)

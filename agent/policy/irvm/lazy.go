@@ -226,40 +226,31 @@ func lazyContains(lz Lazy, x *ast.Term) bool {
 }
 
 // setBuilder is a set that a MakeSetStmt starts and its SetAddStmts grow,
-// as the Wasm target's sets grow: the elements are collected and the
-// ast.Set is made at its full size (no rehashing as it grows) when the set
-// is first used; adds after that go to that set.
+// as the Wasm target's sets grow: the elements are collected, and while
+// they are all strings the set stays in irvm's own form (sets.go), sorted
+// and without repeats once an operation reads it. Made whole (an ast.Set
+// at its full size, no rehashing as it grows) only where a use needs an
+// ast.Set; adds after that go to that set.
 type setBuilder struct {
 	cell  LazyCell
 	elems []*ast.Term
+	// sorted: elems are sorted, distinct strings (strings()).
+	sorted bool
+	// mixed: an element is not a string, or an add went to set: elems
+	// is not the set (any longer).
+	mixed bool
 	set   ast.Set
 	// hint is the size the sets of its MakeSetStmt grow to, learnt from
-	// the sets it made before: the room to make for the elements.
+	// the sets it made before: the room to make for the elements (nil
+	// for a set irvm made as an operation's result).
 	hint *atomic.Int32
-	// order is the set's elements in the order they were added, each
-	// once, when Materialize found no duplicate (nil otherwise, and once
-	// an add follows).
-	order []*ast.Term
-}
-
-// insertionOrder returns the elements of the set t stands for in the
-// order they were added, or nil when t is not a setBuilder's or that
-// order is not known.
-func insertionOrder(t *ast.Term) []*ast.Term {
-	if lz, ok := value(t).(*lazyValue); ok {
-		if b, ok := lz.Lazy.(*setBuilder); ok && b.set != nil {
-			return b.order
-		}
-	}
-	return nil
 }
 
 func (e *evaluation) newSetBuilder(hint *atomic.Int32) *ast.Term {
 	b := e.sets.Next()
 	b.hint = hint
 	if n := hint.Load(); n > 0 {
-		// The elements are copied into the set when it is made: the
-		// room for them can live in the evaluation too.
+		// The room for the elements can live in the evaluation too.
 		b.elems = e.terms.Take(int(n))[:0]
 	}
 	return b.cell.Term(b)
@@ -277,29 +268,64 @@ func addTo(t, v *ast.Term) bool {
 	}
 	if b.set != nil {
 		b.set.Add(v) // the set made whole: lz.whole is its term
-		b.order = nil
-	} else {
-		b.elems = append(b.elems, v)
+		b.elems, b.sorted, b.mixed = nil, false, true
+		return true
 	}
+	if b.sorted && len(b.elems) > 0 && isString(v) && compareStrings(b.elems[len(b.elems)-1], v) < 0 {
+		b.elems = append(b.elems, v) // still sorted
+		return true
+	}
+	b.elems = append(b.elems, v)
+	b.sorted = false
+	b.mixed = b.mixed || !isString(v)
 	return true
+}
+
+// strings returns the elements, sorted and distinct, when they are all
+// strings (and no add has gone to the whole set).
+func (b *setBuilder) strings() ([]*ast.Term, bool) {
+	if b.mixed {
+		return nil, false
+	}
+	if !b.sorted {
+		b.elems = sortStrings(b.elems)
+		b.sorted = true
+		b.learn(len(b.elems))
+	}
+	return b.elems, true
+}
+
+// learn raises the hint to n.
+func (b *setBuilder) learn(n int) {
+	if b.hint == nil {
+		return
+	}
+	if n := int32(min(n, maxSizeHint)); n > b.hint.Load() {
+		b.hint.Store(n)
+	}
 }
 
 // Materialize makes the set, once.
 func (b *setBuilder) Materialize() ast.Value {
 	if b.set == nil {
-		if n := int32(min(len(b.elems), maxSizeHint)); n > b.hint.Load() {
-			b.hint.Store(n)
+		if elems, ok := b.strings(); ok {
+			b.set = ast.NewSet(elems...)
+		} else {
+			b.learn(len(b.elems))
+			b.set = ast.NewSet(b.elems...)
+			b.elems = nil
 		}
-		b.set = ast.NewSet(b.elems...)
-		if b.set.Len() == len(b.elems) {
-			b.order = b.elems
-		}
-		b.elems = nil
 	}
 	return b.set
 }
 
 func (b *setBuilder) Member(key *ast.Term) *ast.Term {
+	if elems, ok := b.strings(); ok {
+		if searchStrings(elems, key) {
+			return key
+		}
+		return nil
+	}
 	if b.Materialize().(ast.Set).Contains(key) {
 		return key
 	}
@@ -307,7 +333,11 @@ func (b *setBuilder) Member(key *ast.Term) *ast.Term {
 }
 
 func (b *setBuilder) Members(f func(k, v *ast.Term) bool) {
-	for _, k := range b.Materialize().(ast.Set).Slice() {
+	elems, ok := b.strings()
+	if !ok {
+		elems = b.Materialize().(ast.Set).Slice()
+	}
+	for _, k := range elems {
 		if f(k, k) {
 			return
 		}
@@ -315,7 +345,13 @@ func (b *setBuilder) Members(f func(k, v *ast.Term) bool) {
 }
 
 func (b *setBuilder) Type() string { return "set" }
-func (b *setBuilder) Len() int     { return b.Materialize().(ast.Set).Len() }
+
+func (b *setBuilder) Len() int {
+	if elems, ok := b.strings(); ok {
+		return len(elems)
+	}
+	return b.Materialize().(ast.Set).Len()
+}
 
 // objectBuilder is an object that a MakeObjectStmt starts and its
 // ObjectInsertStmts fill. A use that needs it whole gets obj itself; an

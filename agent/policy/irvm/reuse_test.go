@@ -275,36 +275,6 @@ func TestSlottedDot(t *testing.T) {
 	}
 }
 
-// The difference of a set being built, taken in the order its elements
-// were added, is the difference of the whole set, before and after later
-// adds.
-func TestSetDiffInsertionOrder(t *testing.T) {
-	s := (&evaluation{}).newSetBuilder(new(atomic.Int32))
-	for _, v := range []string{"c", "a", "b"} {
-		addTo(s, ast.StringTerm(v))
-	}
-	whole := materialize(s).Value.(ast.Set)
-	if got := insertionOrder(s); len(got) != 3 || !got[0].Equal(ast.StringTerm("c")) {
-		t.Fatalf("insertion order = %v, want [c a b]", got)
-	}
-	minusB := ast.NewSet(ast.StringTerm("b"))
-	if got, want := setDiff(whole, insertionOrder(s), minusB), ast.MustParseTerm(`{"a", "c"}`).Value; ast.Compare(got, want) != 0 {
-		t.Fatalf("diff = %v, want %v", got, want)
-	}
-	addTo(s, ast.StringTerm("d"))
-	if got, want := setDiff(whole, insertionOrder(s), minusB), ast.MustParseTerm(`{"a", "c", "d"}`).Value; ast.Compare(got, want) != 0 {
-		t.Fatalf("diff after adding d = %v, want %v", got, want)
-	}
-	dup := (&evaluation{}).newSetBuilder(new(atomic.Int32))
-	for _, v := range []string{"x", "x"} {
-		addTo(dup, ast.StringTerm(v))
-	}
-	materialize(dup)
-	if got := insertionOrder(dup); got != nil {
-		t.Fatalf("insertion order of a set built with a duplicate = %v, want none", got)
-	}
-}
-
 // A MakeSetStmt's sets start with room for as many elements as its
 // earlier sets grew to; a set may still grow past it.
 func TestSetSizeHint(t *testing.T) {
