@@ -128,6 +128,34 @@ types := [is_string(input.user), is_array(input.groups), is_object(input.attrs),
 
 differences := [count(input.numbers) - 1, input_set - input_set, input_set - {"dev"}, {"dev", "x"} - input_set]
 
+str_set := {g | some g in input.groups}
+
+const_set := {"admins", "dev", "ops", "zeta"}
+
+string_sets := {
+	"minus": str_set - const_set, "rminus": const_set - str_set,
+	"and": str_set & const_set, "rand": const_set & str_set,
+	"or": str_set | const_set, "self": str_set - str_set,
+	"count": count(str_set), "scan": [g | some g in str_set],
+	"in": ["dev" in str_set, 1 in str_set, "nope" in const_set, "zeta" in const_set],
+	"dot": [x | x := str_set["dev"]],
+	"concat": [concat(",", str_set), concat("", [g | some g in str_set]), concat("-", const_set - str_set)],
+	"prefix": strings.any_prefix_match("dev-x", str_set),
+	"equal": [str_set == {"dev", "admins"}, str_set - {"x"} == str_set],
+	"scan_minus": [g | some g in str_set - {"dev"}],
+}
+
+user_prefix := [strings.any_prefix_match(input.user, {"al", "bo"}), strings.any_prefix_match(input.user, str_set)]
+
+mixed_set := {x | some x in input.numbers} | {"a"}
+
+mixed_sets := {
+	"minus": mixed_set - {"a", 1}, "and": mixed_set & {"a", 5}, "or": {"b"} | mixed_set,
+	"count": count(mixed_set), "scan": [x | some x in mixed_set], "in": [1 in mixed_set, "a" in mixed_set],
+	"bad_concat": [c | c := concat(",", [input.user, input.numbers[0]])],
+	"bad_prefix": [m | m := strings.any_prefix_match(input.user, mixed_set)],
+}
+
 membership := [1 in input.attrs, "x" in input.attrs, "dev" in input.groups, 12.5 in input.numbers, {"b": 1} in input.attrs]
 `
 
@@ -136,6 +164,7 @@ var queries = []string{
 	"sum_doubles", "pairs", "nested", "with_user", "with_data", "state_name", "no_state",
 	"regexes", "numbers_equal", "big", "obj_get", "filtered", "json_text", "set_ops", "sorted",
 	"formatted", "a.b.c", "a", "conflict", "ops", "missing_field", "types", "membership", "differences",
+	"string_sets", "user_prefix", "mixed_sets",
 }
 
 var inputs = []string{
@@ -145,6 +174,7 @@ var inputs = []string{
 	`{"user": "carol", "groups": ["x"], "numbers": [3], "attrs": {"a9": null}}`,
 	`{"user": "", "groups": "not-a-list", "numbers": [1], "attrs": []}`,
 	`{}`,
+	`{"user": "dave", "groups": ["zz", "dev", "b", "dev", "a", "b"], "numbers": [2, 2, 1, 5], "attrs": {"a1": "x"}}`,
 }
 
 func TestAgreesWithTopdown(t *testing.T) {
