@@ -26,6 +26,7 @@ import (
 	"github.com/peerpod/peerpod/agent/service"
 	"github.com/peerpod/peerpod/api/userdata"
 	"github.com/peerpod/peerpod/tunnel"
+	"github.com/peerpod/peerpod/tunnel/provision"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -91,7 +92,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	log.Info("user data loaded", "source", src, "sandbox", cfg.SandboxID, "attester", cfg.Attester)
+	log.Info("user data loaded", "source", src, "sandbox", cfg.SandboxID, "attester", cfg.Attester, "warm", cfg.Warm)
 	// Listen before the slower set-up below: a connection peerpodd makes
 	// meanwhile waits in the backlog instead of being refused and retried
 	// after a pause.
@@ -102,6 +103,14 @@ func run() error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if cfg.Warm {
+		// Booted ahead of any pod: wait for the node to hand over a sandbox.
+		log.Info("warm VM: waiting for a sandbox")
+		if cfg, err = provision.Accept(ctx, ln, cfg, log); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	tlsCfg, in, err := daemon.ServerTLS(ctx, cfg)
 	if err != nil {
