@@ -79,6 +79,13 @@ type InstanceType struct {
 	GPUs      int64
 }
 
+// Sizer is implemented by providers without instance types whose VM size
+// follows Resources (libvirt): ResolveResources returns the size a Create
+// with r would give, its zero fields replaced by the configured defaults.
+type Sizer interface {
+	ResolveResources(r Resources) Resources
+}
+
 // InstanceTypeLister is implemented by providers that can describe their
 // instance types, so peerpodd can pick the smallest one that fits a pod.
 type InstanceTypeLister interface {

@@ -15,6 +15,9 @@ const (
 	TagPodNamespace = "peerpod.io/pod-namespace"
 	TagPodName      = "peerpod.io/pod-name"
 	TagPodUID       = "peerpod.io/pod-uid"
+	// TagWarm marks a VM booted for a node's warm pool ("true"). It stays
+	// on the VM once a sandbox takes it; the node's journal records which.
+	TagWarm = "peerpod.io/warm"
 )
 
 // Owner identifies a pod VM's owners: the cluster, the node and the pod.

@@ -231,15 +231,10 @@ func (p *Provider) define(ctx context.Context, req provider.CreateRequest) (goli
 		}
 		m.UserData = udPath
 	}
+	size := p.ResolveResources(req.Resources)
 	s := spec{
 		Name: req.Name, VirtType: p.virt, IP: ip, Net: p.att, Meta: *m, TSCkHz: p.tscKHz,
-		VCPUs: p.cfg.VCPUs, MemoryMiB: p.cfg.MemoryMiB,
-	}
-	if req.Resources.VCPUs > 0 {
-		s.VCPUs = req.Resources.VCPUs
-	}
-	if req.Resources.MemoryMiB > 0 {
-		s.MemoryMiB = req.Resources.MemoryMiB
+		VCPUs: size.VCPUs, MemoryMiB: size.MemoryMiB,
 	}
 	if p.cfg.Kernel == "" {
 		vol, path, err := p.createDisk(l, req.Name)
@@ -444,4 +439,17 @@ func classify(err error) error {
 	default:
 		return provider.Classify(provider.ErrTransient, err)
 	}
+}
+
+// ResolveResources implements provider.Sizer: LIBVIRT_CPU and
+// LIBVIRT_MEMORY stand in for what r leaves zero. GPUs are not offered.
+func (p *Provider) ResolveResources(r provider.Resources) provider.Resources {
+	out := provider.Resources{VCPUs: p.cfg.VCPUs, MemoryMiB: p.cfg.MemoryMiB}
+	if r.VCPUs > 0 {
+		out.VCPUs = r.VCPUs
+	}
+	if r.MemoryMiB > 0 {
+		out.MemoryMiB = r.MemoryMiB
+	}
+	return out
 }

@@ -57,6 +57,9 @@ type Config struct {
 	// the scheduler enforces it through the kata.peerpods.io/vm resource,
 	// and peerpodd refuses a CreateVM beyond it (0: no limit of its own).
 	PodsLimit int
+	// WarmPoolSize is how many warm pod VMs of the default size the node
+	// keeps booted ahead of pods (WARM_POOL_SIZE, default 0: none).
+	WarmPoolSize int
 	// ProbePort serves /healthz, /readyz, /startup and /metrics (PROBE_PORT).
 	ProbePort int
 	// CACertFile, CertFile and CertKey select manual TLS mode (CACERT_FILE,
@@ -207,6 +210,18 @@ func Load(getenv func(string) string, args []string, decodeInitdata InitdataDeco
 		c.PodsLimit = n
 	}
 
+	if v := get("WARM_POOL_SIZE"); v != "" {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 0:
+			fail("WARM_POOL_SIZE", "%q is not a non-negative integer", v)
+		case c.PodsLimit > 0 && n > c.PodsLimit:
+			fail("WARM_POOL_SIZE", "%d is more than PEERPODS_LIMIT_PER_NODE (%d): warm VMs beyond the pods a node may run are never used", n, c.PodsLimit)
+		default:
+			c.WarmPoolSize = n
+		}
+	}
+
 	boolean := func(key string) bool {
 		v := get(key)
 		if v == "" {
@@ -349,6 +364,7 @@ var flagKeys = []flagKey{
 	{"node-name", "NODE_NAME", "node name"},
 	{"cluster-id", "CLUSTER_ID", "cluster id"},
 	{"reconcile-grace", "RECONCILE_GRACE", "orphan VM grace period"},
+	{"warm-pool-size", "WARM_POOL_SIZE", "warm pod VMs kept booted ahead of pods"},
 	{"reconcile-interval", "RECONCILE_INTERVAL", "orphan VM scan interval"},
 	{"log-level", "LOG_LEVEL", "log level"},
 }
@@ -375,6 +391,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.Duration("proxy_timeout", c.ProxyTimeout),
 		slog.Int("forwarder_port", c.ForwarderPort),
 		slog.Int("probe_port", c.ProbePort),
+		slog.Int("warm_pool_size", c.WarmPoolSize),
 		slog.String("attester", c.Attester),
 		slog.String("node", c.NodeName),
 		slog.String("cluster", c.ClusterID),

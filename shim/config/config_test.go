@@ -30,8 +30,11 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Endpoint != DefaultEndpoint || c.PodsDir != DefaultPodsDir || c.StateDir != DefaultStateDir ||
 		c.ProxyTimeout != 5*time.Minute || c.ForwarderPort != 15150 || c.ProbePort != 8000 ||
-		c.PodsLimit != 10 || c.TunnelType != "tunnel" || c.VXLANPort != 4789 || c.Attester != "tdx" {
+		c.PodsLimit != 10 || c.TunnelType != "tunnel" || c.VXLANPort != 4789 || c.Attester != "tdx" || c.WarmPoolSize != 0 {
 		t.Fatalf("defaults: %+v", c)
+	}
+	if c, err := Load(env(with("WARM_POOL_SIZE", "2")), []string{"-warm-pool-size", "3"}, nil); err != nil || c.WarmPoolSize != 3 {
+		t.Fatalf("WARM_POOL_SIZE=2 with -warm-pool-size 3: %v, %v", c, err)
 	}
 }
 
@@ -53,6 +56,8 @@ func TestErrors(t *testing.T) {
 		{"bad probe port", with("PROBE_PORT", "http"), nil, "PROBE_PORT", "port"},
 		{"bad vxlan port", with("VXLAN_PORT", "0"), nil, "VXLAN_PORT", "port"},
 		{"bad limit", with("PEERPODS_LIMIT_PER_NODE", "ten"), nil, "PEERPODS_LIMIT_PER_NODE", "integer"},
+		{"bad warm pool", with("WARM_POOL_SIZE", "-1"), nil, "WARM_POOL_SIZE", "non-negative integer"},
+		{"warm pool over limit", with("WARM_POOL_SIZE", "11"), nil, "WARM_POOL_SIZE", "more than PEERPODS_LIMIT_PER_NODE (10)"},
 		{"relative endpoint", with("REMOTE_HYPERVISOR_ENDPOINT", "run/x.sock"), nil, "REMOTE_HYPERVISOR_ENDPOINT", "absolute"},
 		{"long pods dir", with("PODS_DIR", "/"+strings.Repeat("p", 60)), nil, "PODS_DIR", "too long"},
 		{"skip verify", with("TLS_SKIP_VERIFY", "true"), nil, "TLS_SKIP_VERIFY", "refused"},

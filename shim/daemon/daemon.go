@@ -132,7 +132,8 @@ func New(opts Options) (*Daemon, error) {
 	m := metrics.New()
 	mgr, err := sandbox.New(sandbox.Options{
 		Provider: opts.Provider, Journal: j, Credentials: ca, PodsDir: cfg.PodsDir, MaxSandboxes: cfg.PodsLimit,
-		Attester: cfg.Attester, DefaultInitdata: cfg.Initdata, ProxyTimeout: cfg.ProxyTimeout,
+		WarmPoolSize: cfg.WarmPoolSize,
+		Attester:     cfg.Attester, DefaultInitdata: cfg.Initdata, ProxyTimeout: cfg.ProxyTimeout,
 		ForwarderPort: cfg.ForwarderPort, ClusterID: cfg.ClusterID, NodeName: cfg.NodeName, Tags: cfg.Tags,
 		Metrics: m, Logger: log, Retry: opts.Retry, Secrets: opts.Secrets, Tunnel: opts.Tunnel, Events: podEvents(k, cfg.NodeName, log),
 		PodNetwork: pn,
@@ -197,8 +198,9 @@ func (d *Daemon) Status() Status {
 }
 
 // Run restores the journal, serves the hypervisor API, the agent sockets and
-// the probes, and runs the reconciler until ctx ends. On return VMs are left
-// running: a restarted daemon picks them up.
+// the probes, runs the reconciler and keeps the warm pool until ctx ends. On
+// return pod VMs are left running (a restarted daemon picks them up); warm
+// VMs no pod took are deleted.
 func (d *Daemon) Run(ctx context.Context) error {
 	log := d.log
 	log.Info("peerpodd starting", "config", d.cfg)
@@ -239,6 +241,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.podnet.Close() // after the manager: pod devices stay for the next start
 	defer d.mgr.Close()
 	log.Info("journal restored", "sandboxes", len(d.mgr.Status()), "took", time.Since(start).Round(time.Millisecond))
+	d.mgr.StartWarmPool()
 
 	ln, err := service.Listen(d.cfg.Endpoint)
 	if err != nil {
@@ -274,7 +277,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		stop()
 		<-errc
-		log.Info("peerpodd stopping; VMs are left running")
+		log.Info("peerpodd stopping; pod VMs are left running, warm VMs are deleted")
 		return nil
 	case err := <-errc:
 		stop()

@@ -33,6 +33,10 @@ type Metrics struct {
 	ReconcilerDeletions *prometheus.CounterVec
 	// StartFailures counts StartVM calls that failed, by provider and cause class.
 	StartFailures *prometheus.CounterVec
+	// WarmVMs counts the warm pool's VMs by state (booting, ready).
+	WarmVMs *prometheus.GaugeVec
+	// WarmStarts counts StartVM calls by how the warm pool served them.
+	WarmStarts *prometheus.CounterVec
 
 	reconnects atomic.Pointer[func() uint64]
 }
@@ -71,6 +75,14 @@ func New() *Metrics {
 			Namespace: "peerpod", Name: "start_failures_total",
 			Help: "StartVM calls that failed, by provider and cause.",
 		}, []string{"provider", "cause"}),
+		WarmVMs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "peerpod", Name: "warm_vms",
+			Help: "VMs of the node's warm pool not yet taken by a sandbox, by state (booting, ready).",
+		}, []string{"state"}),
+		WarmStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "peerpod", Name: "warm_pool_starts_total",
+			Help: "StartVM calls by how the warm pool served them: hit (a warm VM took the sandbox), empty (none left), unfit (the pod asked for another size or image), refused (a warm VM failed to take it; a new VM was booted).",
+		}, []string{"result"}),
 	}
 	m.TunnelReconnects = prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: "peerpod", Name: "tunnel_reconnects_total",
@@ -83,7 +95,7 @@ func New() *Metrics {
 	})
 	m.Registry.MustRegister(
 		m.Sandboxes, m.VMCreateSeconds, m.AgentReadySeconds, m.CloudErrors,
-		m.TunnelReconnects, m.ReconcilerDeletions, m.StartFailures,
+		m.TunnelReconnects, m.ReconcilerDeletions, m.StartFailures, m.WarmVMs, m.WarmStarts,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -21,6 +21,7 @@ import (
 	"github.com/peerpod/peerpod/provider"
 	"github.com/peerpod/peerpod/shim/journal"
 	"github.com/peerpod/peerpod/shim/metrics"
+	"github.com/peerpod/peerpod/shim/pool"
 	"github.com/peerpod/peerpod/shim/proxy"
 	"github.com/peerpod/peerpod/shim/retry"
 	"github.com/peerpod/peerpod/tunnel"
@@ -53,6 +54,10 @@ type Options struct {
 	Credentials Credentials
 	// PodsDir holds the agent sockets (PODS_DIR).
 	PodsDir string
+	// WarmPoolSize is how many warm VMs to keep booted ahead of pods
+	// (WARM_POOL_SIZE; see StartWarmPool). They do not count against
+	// MaxSandboxes. 0: none.
+	WarmPoolSize int
 	// MaxSandboxes is the most sandboxes that may have a VM, or be about
 	// to, at once (PEERPODS_LIMIT_PER_NODE); a CreateVM beyond it fails
 	// with ErrLimit. Failed sandboxes' tombstones do not count. 0: no limit.
@@ -126,6 +131,7 @@ type Manager struct {
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox
 	closed    bool
+	pool      *pool.Pool // nil until StartWarmPool has made it
 	// reconnects of tunnel clients already closed, so the total stays monotonic.
 	pastReconnects atomic.Uint64
 }
@@ -361,8 +367,14 @@ func (mg *Manager) PodName(id string) string {
 }
 
 // Owns reports whether vm belongs to a sandbox that may have a VM
-// (provisioning, running or stopping), for the reconciler.
+// (provisioning, running or stopping) or to the warm pool, for the reconciler.
 func (mg *Manager) Owns(vm provider.Instance) bool {
+	if vm.Tags[provider.TagWarm] == "true" {
+		if p := mg.warmPool(); p != nil && p.Owns(vm) {
+			return true
+		}
+		return mg.ownsTakenWarm(vm)
+	}
 	id := vm.Tags[provider.TagSandbox]
 	mg.mu.Lock()
 	s, ok := mg.sandboxes[id]

@@ -72,50 +72,33 @@ func (mg *Manager) StartVM(ctx context.Context, id string) error {
 	if err != nil {
 		return mg.fail(s, e, "config", fmt.Errorf("start sandbox %s: %w", id, err))
 	}
-	ud, err := userdata.Encode(&userdata.Config{
+	pod := userdata.Config{
 		Version: userdata.Version, SandboxID: id, VMName: name, ListenPort: mg.opts.ForwarderPort,
 		TunnelCA: string(mg.opts.Credentials.CertPEM()), Attester: mg.opts.Attester, Initdata: e.Initdata,
-	})
+	}
+	ud, err := userdata.Encode(&pod)
 	if err != nil {
 		return mg.fail(s, e, "config", fmt.Errorf("start sandbox %s: %w", id, err))
 	}
 
-	// Journal first: a crash during Create leaves a record naming the VM.
-	e.State, e.VMName = journal.Provisioning, name
-	if err := mg.put(s, e); err != nil {
-		return mg.fail(s, e, "journal", fmt.Errorf("start sandbox %s: %w", id, err))
-	}
-	req := provider.CreateRequest{
-		Name: name, SandboxID: id, UserData: ud, InstanceTypes: e.InstanceTypes, Image: e.Image,
-		Resources: provider.Resources{VCPUs: e.VCPUs, MemoryMiB: e.MemoryMiB, GPUs: e.GPUs},
-		Tags: provider.Tags(provider.Owner{
-			ClusterID: mg.opts.ClusterID, Node: mg.opts.NodeName, SandboxID: id,
-			PodNamespace: e.PodNamespace, PodName: e.PodName, PodUID: e.PodUID,
-		}, mg.opts.Tags),
-	}
-	log.Info("creating VM", "vm", name, "instance_types", e.InstanceTypes)
-	var inst *provider.Instance
-	createStart := time.Now()
-	err = retry.Do(ctx, mg.retryPolicy(log, "create"), func(ctx context.Context) error {
-		var err error
-		inst, err = mg.prov.Create(ctx, req)
-		return err
-	})
+	inst, e, err := mg.startWarm(ctx, s, e, pod)
 	if err != nil {
-		mg.cloudError("create", err)
-		return mg.fail(s, e, causeOf(err), fmt.Errorf("start sandbox %s: create VM %s: %w", id, name, err))
+		return mg.fail(s, e, "warm", fmt.Errorf("start sandbox %s: %w", id, err))
 	}
-	mg.m.VMCreateSeconds.WithLabelValues(mg.pname).Observe(time.Since(createStart).Seconds())
-	mg.event(e, "PeerPodVMCreated", false, "VM %s (%s, %s) created in %s", name, inst.ID, inst.InstanceType, time.Since(createStart).Round(time.Millisecond))
-	e.VMID, e.InstanceType = inst.ID, inst.InstanceType
+	if inst == nil {
+		if inst, e, err = mg.createVM(ctx, s, e, name, ud); err != nil {
+			return err
+		}
+	}
 	if len(inst.IPs) == 0 {
-		return mg.fail(s, e, "provider", fmt.Errorf("start sandbox %s: VM %s (%s) has no IP address", id, name, inst.ID))
+		return mg.fail(s, e, "provider", fmt.Errorf("start sandbox %s: VM %s (%s) has no IP address", id, e.VMName, inst.ID))
 	}
 	e.VMAddr = net.JoinHostPort(inst.IPs[0].String(), strconv.Itoa(mg.opts.ForwarderPort))
+	name = e.VMName
 	// The VM's id is journalled with the running state below; a crash
 	// before that finds the VM by its sandbox tag (see deleteVM).
 	log.Info("VM created; waiting for its agent", "vm", name, "vm_id", inst.ID, "addr", e.VMAddr,
-		"instance_type", inst.InstanceType, "took", time.Since(createStart).Round(time.Millisecond))
+		"instance_type", inst.InstanceType)
 
 	cfg := mg.tunnelConfig(s, verifier)
 	if err := mg.waitAgent(ctx, s, e, cfg); err != nil {
@@ -396,4 +379,41 @@ func (mg *Manager) fail(s *sandbox, e journal.Entry, cause string, err error) er
 		s.log.Error("recording failure", "err", perr)
 	}
 	return err
+}
+
+// createVM makes the sandbox's VM through the provider (journalled first:
+// a crash during Create leaves a record naming the VM). Its errors have
+// been through fail.
+func (mg *Manager) createVM(ctx context.Context, s *sandbox, e journal.Entry, name string, ud []byte) (*provider.Instance, journal.Entry, error) {
+	id, log := s.id, s.log
+	e.State, e.VMName = journal.Provisioning, name
+	if err := mg.put(s, e); err != nil {
+		return nil, e, mg.fail(s, e, "journal", fmt.Errorf("start sandbox %s: %w", id, err))
+	}
+	req := provider.CreateRequest{
+		Name: name, SandboxID: id, UserData: ud, InstanceTypes: e.InstanceTypes, Image: e.Image,
+		Resources: provider.Resources{VCPUs: e.VCPUs, MemoryMiB: e.MemoryMiB, GPUs: e.GPUs},
+		Tags: provider.Tags(provider.Owner{
+			ClusterID: mg.opts.ClusterID, Node: mg.opts.NodeName, SandboxID: id,
+			PodNamespace: e.PodNamespace, PodName: e.PodName, PodUID: e.PodUID,
+		}, mg.opts.Tags),
+	}
+	log.Info("creating VM", "vm", name, "instance_types", e.InstanceTypes)
+	var inst *provider.Instance
+	createStart := time.Now()
+	err := retry.Do(ctx, mg.retryPolicy(log, "create"), func(ctx context.Context) error {
+		var err error
+		inst, err = mg.prov.Create(ctx, req)
+		return err
+	})
+	if err != nil {
+		mg.cloudError("create", err)
+		return nil, e, mg.fail(s, e, causeOf(err), fmt.Errorf("start sandbox %s: create VM %s: %w", id, name, err))
+	}
+	took := time.Since(createStart)
+	mg.m.VMCreateSeconds.WithLabelValues(mg.pname).Observe(took.Seconds())
+	mg.event(e, "PeerPodVMCreated", false, "VM %s (%s, %s) created in %s", name, inst.ID, inst.InstanceType, took.Round(time.Millisecond))
+	e.VMID, e.InstanceType = inst.ID, inst.InstanceType
+	log.Info("VM created", "vm", name, "vm_id", inst.ID, "took", took.Round(time.Millisecond))
+	return inst, e, nil
 }

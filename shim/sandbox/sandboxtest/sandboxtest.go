@@ -27,6 +27,7 @@ import (
 	"github.com/peerpod/peerpod/provider"
 	"github.com/peerpod/peerpod/tunnel"
 	"github.com/peerpod/peerpod/tunnel/attest"
+	"github.com/peerpod/peerpod/tunnel/provision"
 )
 
 // Faults change how the provider and its VMs behave. Set them before the
@@ -45,6 +46,9 @@ type Faults struct {
 	NoListener bool
 	// WrongInitdata makes VMs attest a different initdata digest.
 	WrongInitdata bool
+	// RefuseProvision makes warm VMs refuse every sandbox handed to them
+	// (they believe they booted with another tunnel port).
+	RefuseProvision bool
 }
 
 // VM is one fake pod VM.
@@ -153,9 +157,52 @@ func first(s []string) string {
 	return s[0]
 }
 
-// boot starts the VM's agent: tunnel server with a fake-attested certificate.
+// boot starts the VM's agent: tunnel server with a fake-attested
+// certificate; a warm VM first waits for its sandbox's user data on the
+// same port, as podvm-agent does.
 func (p *Provider) boot(vm *VM, f Faults) error {
 	ud := vm.UserData
+	ln, err := net.Listen("tcp", net.JoinHostPort(vm.IPs[0].String(), strconv.Itoa(ud.Port())))
+	if err != nil {
+		return err
+	}
+	if !ud.Warm {
+		if err := p.serve(vm, ud, f, ln); err != nil {
+			ln.Close()
+			return err
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	vm.cancel = func() { cancel(); ln.Close() }
+	boot := *ud
+	if f.RefuseProvision {
+		boot.ListenPort = ud.Port() + 1
+	}
+	go func() {
+		pod, err := provision.Accept(ctx, ln, &boot, p.log)
+		if err == nil {
+			p.mu.Lock()
+			vm.UserData = pod
+			f = p.faults
+			p.mu.Unlock()
+			// A stop that came meanwhile closed ln: serve ends at once.
+			if err = p.serve(vm, pod, f, ln); err == nil {
+				return
+			}
+		}
+		p.log.Warn("warm VM stopped", "vm", vm.Name, "err", err)
+		ln.Close()
+		p.mu.Lock()
+		vm.cancel = nil
+		p.mu.Unlock()
+		close(vm.done)
+	}()
+	return nil
+}
+
+// serve runs the agent for user data ud on ln.
+func (p *Provider) serve(vm *VM, ud *userdata.Config, f Faults, ln net.Listener) error {
 	var digest []byte
 	if ud.Initdata != "" {
 		in, err := initdata.Parse([]byte(ud.Initdata))
@@ -217,13 +264,9 @@ func (p *Provider) boot(vm *VM, f Faults) error {
 	} else {
 		go tsrv.Serve(ctx, agentLn)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(vm.IPs[0].String(), strconv.Itoa(ud.Port())))
-	if err != nil {
-		cancel()
-		tsrv.Close()
-		return err
-	}
+	p.mu.Lock()
 	vm.ln, vm.cancel = ln, func() { cancel(); tsrv.Close(); ln.Close() }
+	p.mu.Unlock()
 	go func() {
 		defer close(vm.done)
 		srv.Serve(ctx, ln)
@@ -249,14 +292,17 @@ func (p *Provider) Delete(ctx context.Context, id string) error {
 	p.deletes++
 	p.mu.Unlock()
 	if ok {
-		vm.stop()
+		p.stopVM(vm)
 	}
 	return nil
 }
 
-func (vm *VM) stop() {
-	if vm.cancel != nil {
-		vm.cancel()
+func (p *Provider) stopVM(vm *VM) {
+	p.mu.Lock()
+	cancel := vm.cancel
+	p.mu.Unlock()
+	if cancel != nil {
+		cancel()
 	}
 	<-vm.done
 }
@@ -299,6 +345,6 @@ func (p *Provider) Close() {
 	p.vms = map[string]*VM{}
 	p.mu.Unlock()
 	for _, vm := range vms {
-		vm.stop()
+		p.stopVM(vm)
 	}
 }
