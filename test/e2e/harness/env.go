@@ -285,3 +285,55 @@ func (e *Env) Close(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// WarmVMs lists this node's warm VMs (tagged provider.TagWarm), taken by a
+// pod or not.
+func (e *Env) WarmVMs(ctx context.Context) ([]provider.Instance, error) {
+	p, err := e.Provider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	return p.List(ctx, e.warmSelector())
+}
+
+func (e *Env) warmSelector() map[string]string {
+	sel := provider.NodeSelector(e.Cluster, e.Node)
+	sel[provider.TagWarm] = "true"
+	return sel
+}
+
+// WaitWarmReady waits until n warm VMs of this node accept connections on
+// the agent port, and returns them.
+func (e *Env) WaitWarmReady(ctx context.Context, n int) ([]provider.Instance, error) {
+	p, err := e.Provider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	for {
+		vms, err := p.List(ctx, e.warmSelector())
+		if err != nil {
+			return nil, err
+		}
+		ready := 0
+		for _, vm := range vms {
+			if len(vm.IPs) == 0 {
+				continue
+			}
+			d := net.Dialer{Timeout: 250 * time.Millisecond}
+			if c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(vm.IPs[0].String(), "15150")); err == nil {
+				c.Close()
+				ready++
+			}
+		}
+		if ready >= n {
+			return vms, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for %d ready warm VMs (have %d of %d): %w", n, ready, len(vms), ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
