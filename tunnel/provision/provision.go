@@ -14,19 +14,24 @@ package provision
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/peerpod/peerpod/api/userdata"
-	"github.com/peerpod/peerpod/tunnel/attest"
 )
 
 // ALPN is the application protocol of a provisioning connection.
@@ -54,17 +59,14 @@ func Accept(ctx context.Context, ln net.Listener, boot *userdata.Config, log *sl
 	if log == nil {
 		log = slog.Default()
 	}
-	att, err := attest.NewAttester(boot.Attester)
-	if err != nil {
-		return nil, fmt.Errorf("provision: attester %q: %w", boot.Attester, err)
-	}
-	// The warm VM's certificate binds no initdata; making it also runs the
-	// key and evidence code the sandbox's certificate needs later.
-	tlsCfg, err := attest.ServerTLS(ctx, att, nil, boot.TunnelCA)
+	// A plain certificate: the node does not check it (see the package
+	// comment), and evidence made now could bind nothing of the sandbox —
+	// some attesters (the vTPM's PCR) bind initdata once per boot. Making
+	// it runs the key and certificate code the attested one needs later.
+	tlsCfg, err := serverTLS(boot.TunnelCA)
 	if err != nil {
 		return nil, fmt.Errorf("provision: %w", err)
 	}
-	tlsCfg.NextProtos = []string{ALPN}
 
 	var (
 		mu   sync.Mutex
@@ -113,6 +115,38 @@ func Accept(ctx context.Context, ln net.Listener, boot *userdata.Config, log *sl
 			}
 		}()
 	}
+}
+
+// serverTLS is the warm VM's TLS configuration: a fresh self-signed
+// certificate, and client certificates the node CA clientCAPEM signed.
+func serverTLS(clientCAPEM string) (*tls.Config, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(clientCAPEM)) {
+		return nil, errors.New("tunnel CA: no PEM certificate")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, fmt.Errorf("serial: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: "peerpod-warm-vm"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("create certificate: %w", err)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		ClientCAs:    pool, ClientAuth: tls.RequireAndVerifyClientCert,
+		MinVersion: tls.VersionTLS13, NextProtos: []string{ALPN},
+	}, nil
 }
 
 // serve runs one provisioning connection. It returns the accepted
