@@ -187,8 +187,12 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 		case ast.Object:
 			if in.b.term != nil {
 				t = e.dotObject(in, v)
-			} else {
-				t = dot(src, operandOf(l, in.b))
+			} else if key := operandOf(l, in.b); key != nil {
+				if found, ok := e.p.indexedDot(in, v, key); ok {
+					t = found
+				} else {
+					t = v.Get(key)
+				}
 			}
 		default:
 			t = dot(src, operandOf(l, in.b))
@@ -641,6 +645,9 @@ func (e *evaluation) constant(f *function) (*ast.Term, error) {
 	// Whole: a lazy value (an array being built) fills its caches as it
 	// is read, and this one is read by concurrent evaluations.
 	t = materialize(t)
+	if t != nil {
+		e.p.indexConstant(t)
+	}
 	f.val, f.known = t, true
 	return t, nil
 }
