@@ -247,6 +247,19 @@ func TestLazyInputMatchesWhole(t *testing.T) {
 			if lz.Member(ast.StringTerm("no_such_field")) != nil {
 				t.Fatalf("%s: a key the request lacks is present", path)
 			}
+			// A list of strings answers "s in list" as the whole list does.
+			if ss, ok := lz.(irvm.StringSearcher); ok {
+				arr := want.(*ast.Array)
+				for i := 0; i < arr.Len(); i++ {
+					s := string(arr.Elem(i).Value.(ast.String))
+					if !ss.ContainsString(s) {
+						t.Fatalf("%s: %q not found in the lazy list", path, s)
+					}
+				}
+				if ss.ContainsString("\x00absent") {
+					t.Fatalf("%s: a string the list lacks is found", path)
+				}
+			}
 		}
 		root, _ := irvm.AsLazy((&encoder{}).lazyMessage(m).Value)
 		walk("", root, whole)

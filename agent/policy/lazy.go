@@ -237,6 +237,17 @@ func (l *lazyStrings) Members(f func(k, v *ast.Term) bool) {
 	}
 }
 
+// ContainsString reports whether an element is s, without encoding the
+// elements (irvm.StringSearcher).
+func (l *lazyStrings) ContainsString(s string) bool {
+	for i := range l.rv.Len() {
+		if l.rv.Index(i).String() == s {
+			return true
+		}
+	}
+	return false
+}
+
 func (l *lazyStrings) Materialize() ast.Value {
 	for i := range l.rv.Len() {
 		l.elem(i)

@@ -61,8 +61,11 @@ func TestPlannedMatchesTopdown(t *testing.T) {
 		"capability": func(r *agent.CreateContainerRequest) {
 			r.OCI.Process.Capabilities.Bounding = append(r.OCI.Process.Capabilities.Bounding, "CAP_SYS_ADMIN")
 		},
-		"mount":        func(r *agent.CreateContainerRequest) { r.OCI.Mounts[6].Source = "/etc" },
-		"writable":     func(r *agent.CreateContainerRequest) { r.OCI.Root.Readonly = false },
+		"mount":    func(r *agent.CreateContainerRequest) { r.OCI.Mounts[6].Source = "/etc" },
+		"writable": func(r *agent.CreateContainerRequest) { r.OCI.Root.Readonly = false },
+		"mount not read-only": func(r *agent.CreateContainerRequest) {
+			r.OCI.Mounts[11].Options = []string{"rbind", "ro-not", "rprivate"}
+		},
 		"uid":          func(r *agent.CreateContainerRequest) { r.OCI.Process.User.UID = 0 },
 		"unknown name": func(r *agent.CreateContainerRequest) { r.OCI.Annotations["io.kubernetes.cri.container-name"] = "x" },
 		"sandbox type": func(r *agent.CreateContainerRequest) {

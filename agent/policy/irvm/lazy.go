@@ -206,9 +206,23 @@ func (b *arrayBuilder) Materialize() ast.Value {
 func (b *arrayBuilder) Type() string { return "array" }
 func (b *arrayBuilder) Len() int     { return len(b.elems) }
 
+// StringSearcher is a Lazy array whose elements are all strings and that
+// can tell whether it holds a string without making terms of its
+// elements: "x in coll" with a string x asks it.
+type StringSearcher interface {
+	Lazy
+	// ContainsString reports whether an element equals s.
+	ContainsString(s string) bool
+}
+
 // lazyContains reports whether an array's or an object's value equals x
 // (the Rego "x in coll" on arrays and objects).
 func lazyContains(lz Lazy, x *ast.Term) bool {
+	if ss, ok := lz.(StringSearcher); ok {
+		if s, ok := x.Value.(ast.String); ok {
+			return ss.ContainsString(string(s))
+		}
+	}
 	if n, ok := lz.(interface{ Len() int }); ok && lz.Type() == "array" {
 		for i := range n.Len() {
 			if x.Equal(materialize(lz.Member(ast.InternedTerm(i)))) {
