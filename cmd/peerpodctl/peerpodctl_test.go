@@ -17,6 +17,7 @@ import (
 	"github.com/peerpod/peerpod/shim/config"
 	"github.com/peerpod/peerpod/shim/daemon"
 	"github.com/peerpod/peerpod/shim/journal"
+	"github.com/peerpod/peerpod/shim/pool"
 	"github.com/peerpod/peerpod/shim/sandbox"
 	"github.com/peerpod/peerpod/shim/sandbox/sandboxtest"
 )
@@ -176,7 +177,7 @@ func TestStatus(t *testing.T) {
 	doc := daemon.Status{Node: "node-1", Provider: "azure", Attester: "tdx", Sandboxes: []sandbox.Status{{
 		Entry:       journal.Entry{SandboxID: "0123456789abcdef", State: journal.Running, PodName: "web", PodNamespace: "ns", VMName: "podvm-web-01234567", Created: created},
 		Connections: 2,
-	}}}
+	}}, WarmPool: &pool.Status{Size: 2, Ready: 1, Booting: 1}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/status" {
 			http.NotFound(w, r)
@@ -191,7 +192,7 @@ func TestStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"attester tdx", "from peerpodd", "ns/web", "running", "3m", "podvm-web-01234567"} {
+	for _, want := range []string{"attester tdx", "from peerpodd", "ns/web", "running", "3m", "podvm-web-01234567", "warm pool: 1 ready, 1 booting (size 2)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

@@ -123,6 +123,9 @@ func writeStatusTable(w io.Writer, rep *statusReport, now time.Time) error {
 	if rep.Unreachable != "" {
 		fmt.Fprintf(w, "peerpodd not reachable: %s\n", rep.Unreachable)
 	}
+	if wp := rep.WarmPool; wp != nil {
+		fmt.Fprintf(w, "warm pool: %d ready, %d booting (size %d)\n", wp.Ready, wp.Booting, wp.Size)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SANDBOX\tPOD\tSTATE\tAGE\tVM\tVM ID\tADDRESS\tTYPE\tCONNS\tERROR")
 	for _, s := range rep.Sandboxes {

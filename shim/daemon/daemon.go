@@ -26,6 +26,7 @@ import (
 	"github.com/peerpod/peerpod/shim/metrics"
 	"github.com/peerpod/peerpod/shim/nodecap"
 	"github.com/peerpod/peerpod/shim/ops"
+	"github.com/peerpod/peerpod/shim/pool"
 	"github.com/peerpod/peerpod/shim/pullsecrets"
 	"github.com/peerpod/peerpod/shim/reconcile"
 	"github.com/peerpod/peerpod/shim/retry"
@@ -184,6 +185,8 @@ type Status struct {
 	Provider  string           `json:"provider"`
 	Attester  string           `json:"attester"`
 	Sandboxes []sandbox.Status `json:"sandboxes"`
+	// WarmPool is the warm pool's state (absent without one).
+	WarmPool *pool.Status `json:"warm_pool,omitempty"`
 }
 
 // VMStatus is one provider VM in the /vms document.
@@ -194,7 +197,8 @@ type VMStatus struct {
 
 // Status reports the daemon's sandboxes.
 func (d *Daemon) Status() Status {
-	return Status{Node: d.cfg.NodeName, Cluster: d.cfg.ClusterID, Provider: d.prov.Name(), Attester: d.cfg.Attester, Sandboxes: d.mgr.Status()}
+	return Status{Node: d.cfg.NodeName, Cluster: d.cfg.ClusterID, Provider: d.prov.Name(), Attester: d.cfg.Attester,
+		Sandboxes: d.mgr.Status(), WarmPool: d.mgr.WarmPool()}
 }
 
 // Run restores the journal, serves the hypervisor API, the agent sockets and

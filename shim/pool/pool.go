@@ -285,20 +285,34 @@ func (p *Pool) poke() {
 }
 
 func (p *Pool) changed() {
-	if p.opts.OnChange == nil {
-		return
+	if p.opts.OnChange != nil {
+		st := p.Status()
+		p.opts.OnChange(st.Booting, st.Ready)
 	}
+}
+
+// Status is the pool's state, for /status.
+type Status struct {
+	// Size is how many warm VMs the pool keeps.
+	Size int `json:"size"`
+	// Booting and Ready count its VMs not yet taken.
+	Booting int `json:"booting"`
+	Ready   int `json:"ready"`
+}
+
+// Status reports the pool's size and its VMs.
+func (p *Pool) Status() Status {
 	p.mu.Lock()
-	booting, ready := 0, 0
+	defer p.mu.Unlock()
+	st := Status{Size: p.opts.Size}
 	for _, w := range p.vms {
 		if w.Ready {
-			ready++
+			st.Ready++
 		} else {
-			booting++
+			st.Booting++
 		}
 	}
-	p.mu.Unlock()
-	p.opts.OnChange(booting, ready)
+	return st
 }
 
 // Fits reports whether a sandbox's VM request can be served by a warm VM:

@@ -64,6 +64,16 @@ func (mg *Manager) StartWarmPool() {
 	})
 }
 
+// WarmPool reports the warm pool's state; nil when there is none (yet).
+func (mg *Manager) WarmPool() *pool.Status {
+	p := mg.warmPool()
+	if p == nil {
+		return nil
+	}
+	st := p.Status()
+	return &st
+}
+
 func (mg *Manager) warmPool() *pool.Pool {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
