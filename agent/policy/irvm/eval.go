@@ -704,7 +704,7 @@ func typeOf(t *ast.Term) string {
 	case *lazyValue:
 		return v.Type()
 	default:
-		return ast.TypeName(v)
+		return ast.ValueName(v)
 	}
 }
 

@@ -1,9 +1,12 @@
 package irvm
 
 import (
+	"slices"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/peerpod/peerpod/agent/policy/internal/slab"
 )
 
 // maxSizeHint bounds the room made for a set's elements from the sizes of
@@ -148,16 +151,22 @@ func materialize(t *ast.Term) *ast.Term {
 // ArrayAppendStmts grow in place, as the Wasm target's arrays grow: a
 // Lazy, so that appending costs no allocation of an ast.Array (and of the
 // hashes it keeps) per element, and only a use that needs the whole array
-// makes one.
+// makes one. The elements live in the evaluation's slab of terms, growing
+// there; the whole array gets its own copy, as it may outlive the
+// evaluation (a result).
 type arrayBuilder struct {
 	cell  LazyCell
 	elems []*ast.Term
+	terms *slab.Slab[*ast.Term] // the evaluation's, where elems grow
 }
 
 // newArrayBuilder starts an array in b, from e's builders (evaluation.release).
 func (e *evaluation) newArrayBuilder(capacity int) *ast.Term {
 	b := e.arrays.Next()
-	b.elems = make([]*ast.Term, 0, capacity)
+	b.terms = &e.terms
+	if capacity > 0 {
+		b.elems = e.terms.Take(capacity)[:0]
+	}
 	return b.cell.Term(b)
 }
 
@@ -170,6 +179,11 @@ func appendTo(t, v *ast.Term) bool {
 	b, ok := lz.Lazy.(*arrayBuilder)
 	if !ok {
 		return false
+	}
+	if n := len(b.elems); n == cap(b.elems) {
+		grown := b.terms.Take(max(2*n, 4))[:n]
+		copy(grown, b.elems)
+		b.elems = grown
 	}
 	b.elems = append(b.elems, v)
 	lz.whole = nil // the array made before this append lacks v
@@ -196,11 +210,10 @@ func (b *arrayBuilder) Members(f func(k, v *ast.Term) bool) {
 	}
 }
 
-// Materialize returns the elements so far as an array; later appends
-// (beyond its length and capacity) do not change it.
+// Materialize returns the elements so far as an array of its own; later
+// appends do not change it.
 func (b *arrayBuilder) Materialize() ast.Value {
-	n := len(b.elems)
-	return ast.NewArray(b.elems[:n:n]...)
+	return ast.NewArray(slices.Clone(b.elems)...)
 }
 
 func (b *arrayBuilder) Type() string { return "array" }

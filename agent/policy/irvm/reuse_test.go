@@ -347,3 +347,28 @@ func TestObjectDotsPerEvaluation(t *testing.T) {
 		}
 	}
 }
+
+// Arrays grow in the evaluation's slab, which the next evaluation reuses:
+// an array an evaluation returned keeps its elements after it.
+func TestArrayResultOutlivesEvaluation(t *testing.T) {
+	ctx := context.Background()
+	p, err := Compile(ctx, rego.Query("x = data.t.x"), rego.Module("t.rego",
+		"package t\nimport rego.v1\nx := [[g | some g in input.groups], [n, 1]] if n := input.user"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eval := func(user string, groups ...string) ast.Value {
+		t.Helper()
+		return evalX(t, p, user, groups...).(ast.Object).Get(ast.StringTerm("x")).Value
+	}
+	first := eval("a", "g1", "g2", "g3", "g4", "g5")
+	want := ast.MustParseTerm(`[["g1", "g2", "g3", "g4", "g5"], ["a", 1]]`).Value
+	for range 3 {
+		if got := eval("b", "h1", "h2", "h3", "h4", "h5", "h6"); ast.Compare(got, ast.MustParseTerm(`[["h1", "h2", "h3", "h4", "h5", "h6"], ["b", 1]]`).Value) != 0 {
+			t.Fatalf("second evaluation = %v", got)
+		}
+		if ast.Compare(first, want) != 0 {
+			t.Fatalf("the first result became %v after later evaluations, want %v", first, want)
+		}
+	}
+}
