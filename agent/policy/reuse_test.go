@@ -158,4 +158,36 @@ func TestStateValueFollowsOps(t *testing.T) {
 	if c.data != before || c.pstate.(map[string]any)["h"] != nil {
 		t.Fatal("a failing batch changed the state")
 	}
+	// Entries no op touches are shared between states; a failing batch
+	// that changed one inside (a member of an object) leaves it as it was.
+	if err := c.applyOps([]any{map[string]any{"op": "add", "path": "/pstate/m", "value": map[string]any{"x": 1.0}}}); err != nil {
+		t.Fatal(err)
+	}
+	before, kept := c.data, c.pstate
+	if err := c.applyOps([]any{map[string]any{"op": "add", "path": "/pstate/m/y", "value": 2.0},
+		map[string]any{"op": "remove", "path": "/pstate/missing"}}); err == nil {
+		t.Fatal("a batch with a failing op was applied")
+	}
+	if err := c.applyOps([]any{map[string]any{"op": "add", "path": "/pstate/m/z", "value": 3.0}}); err != nil {
+		t.Fatal(err)
+	}
+	if m := kept.(map[string]any)["m"].(map[string]any); len(m) != 1 {
+		t.Fatalf("an earlier state's entry changed to %v", m)
+	}
+	if want := ast.MustParseTerm(`{"pstate": {"fresh": 1, "g": 2, "m": {"x": 1}}}`).Value; ast.Compare(irvm.Whole(before), want) != 0 {
+		t.Fatalf("earlier data %v, want %v", irvm.Whole(before), want)
+	}
+	if want := ast.MustParseTerm(`{"pstate": {"fresh": 1, "g": 2, "m": {"x": 1, "z": 3}}}`).Value; ast.Compare(irvm.Whole(c.data), want) != 0 {
+		t.Fatalf("data %v, want %v", irvm.Whole(c.data), want)
+	}
+	doc, ok := irvm.AsLazy(c.data)
+	if !ok {
+		t.Fatal("the data document is not lazy")
+	}
+	if doc.Member(ast.StringTerm("other")) != nil || doc.Member(ast.InternedTerm(1)) != nil {
+		t.Fatal("the data document has a member other than pstate")
+	}
+	if got := irvm.Whole(doc.Member(ast.StringTerm("pstate")).Value); ast.Compare(got, ast.MustParseTerm(`{"fresh": 1, "g": 2, "m": {"x": 1, "z": 3}}`).Value) != 0 {
+		t.Fatalf("data.pstate = %v", got)
+	}
 }

@@ -30,9 +30,23 @@ func (c *compiled) applyOps(raw any) error {
 	if len(list) == 0 {
 		return nil
 	}
-	// The ops apply to a copy, so that a failing one changes nothing.
-	var doc any = map[string]any{"pstate": deepCopy(c.pstate)}
-	touched := map[string]bool{} // keys of /pstate the ops change; "" for /pstate itself
+	// The keys of /pstate the ops change or read from ("" for /pstate
+	// itself).
+	var touched touchedKeys
+	for _, o := range list {
+		if op, ok := o.(map[string]any); ok {
+			for _, field := range []string{"path", "from"} {
+				if p, ok := op[field].(string); ok {
+					touched = append(touched, stateKey(p))
+				}
+			}
+		}
+	}
+	// The ops apply to a copy, so that a failing one changes nothing: a
+	// copy of the entries they touch; the others are shared with the
+	// current state, which nothing changes (an op on them in a later
+	// batch works on a copy too).
+	var doc any = map[string]any{"pstate": copyTouched(c.pstate, touched)}
 	for i, o := range list {
 		op, ok := o.(map[string]any)
 		if !ok {
@@ -41,11 +55,6 @@ func (c *compiled) applyOps(raw any) error {
 		var err error
 		if doc, err = applyOp(doc, op); err != nil {
 			return fmt.Errorf("op %d: %w", i, err)
-		}
-		for _, field := range []string{"path", "from"} {
-			if p, ok := op[field].(string); ok {
-				touched[stateKey(p)] = true
-			}
 		}
 	}
 	next, ok := doc.(map[string]any)["pstate"]
@@ -58,6 +67,37 @@ func (c *compiled) applyOps(raw any) error {
 	}
 	c.pstate, c.data, c.state, c.storeStale = next, data, state, true
 	return nil
+}
+
+// touchedKeys are the keys of /pstate a batch of ops touches; "" stands
+// for /pstate itself (every key).
+type touchedKeys []string
+
+// has reports whether key is touched.
+func (t touchedKeys) has(key string) bool {
+	for _, k := range t {
+		if k == key || k == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// copyTouched returns a copy of the state in which the entries touched
+// are deep copies and the others are shared.
+func copyTouched(state any, touched touchedKeys) any {
+	m, ok := state.(map[string]any)
+	if !ok || touched.has("") {
+		return deepCopy(state)
+	}
+	out := make(map[string]any, len(m)+len(touched))
+	for k, v := range m {
+		if touched.has(k) {
+			v = deepCopy(v)
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // stateKey is the key of /pstate that JSON pointer p lies under, "" for

@@ -84,10 +84,10 @@ func (j *jsonObject) Len() int { return len(j.obj) }
 
 // stateDocument returns the data document {"pstate": next} for planned
 // rules. old is the current state's jsonObject (nil for none) and touched
-// the keys of /pstate the ops changed ("" for /pstate itself): the new
-// state keeps old's converted members for the keys no op touched and
-// converts the touched ones now, which also checks that they convert.
-func stateDocument(next any, old *jsonObject, touched map[string]bool) (data ast.Value, state *jsonObject, err error) {
+// the keys of /pstate the ops changed: the new state keeps old's
+// converted members for the keys no op touched and converts the touched
+// ones now, which also checks that they convert.
+func stateDocument(next any, old *jsonObject, touched touchedKeys) (data ast.Value, state *jsonObject, err error) {
 	m, isObject := next.(map[string]any)
 	if !isObject {
 		v, err := ast.InterfaceToValue(map[string]any{"pstate": next})
@@ -95,23 +95,55 @@ func stateDocument(next any, old *jsonObject, touched map[string]bool) (data ast
 	}
 	members := make(map[string]*ast.Term, len(m))
 	for k, v := range m {
-		if t, ok := old.converted(k); ok && !touched[k] && !touched[""] {
+		if touched.has(k) {
+			val, err := ast.InterfaceToValue(v)
+			if err != nil {
+				return nil, nil, err
+			}
+			members[k] = ast.NewTerm(val)
+		} else if t, ok := old.converted(k); ok {
 			members[k] = t
-			continue
 		}
-		if !touched[k] && !touched[""] {
-			continue // converted when a rule reads it
-		}
-		val, err := ast.InterfaceToValue(v)
-		if err != nil {
-			return nil, nil, err
-		}
-		members[k] = ast.NewTerm(val)
+		// else: converted when a rule reads it
 	}
 	state = newJSONObject(m, members)
-	doc := newJSONObject(map[string]any{"pstate": next}, map[string]*ast.Term{"pstate": state.term()})
-	return doc.term().Value, state, nil
+	doc := &dataDocument{state: state, stateTerm: state.term()}
+	return doc.cell.Term(doc).Value, state, nil
 }
+
+// dataDocument is the data document {"pstate": state} as planned rules
+// read it (an irvm.Lazy).
+type dataDocument struct {
+	cell      irvm.LazyCell
+	state     *jsonObject
+	stateTerm *ast.Term // state's
+}
+
+const pstateKey = "pstate"
+
+// Member returns the state at "pstate".
+func (d *dataDocument) Member(key *ast.Term) *ast.Term {
+	if s, ok := key.Value.(ast.String); ok && s == pstateKey {
+		return d.stateTerm
+	}
+	return nil
+}
+
+// Members calls f on the one member.
+func (d *dataDocument) Members(f func(k, v *ast.Term) bool) {
+	f(ast.StringTerm(pstateKey), d.stateTerm)
+}
+
+// Materialize returns the whole document.
+func (d *dataDocument) Materialize() ast.Value {
+	return ast.NewObject(ast.Item(ast.StringTerm(pstateKey), ast.NewTerm(irvm.Whole(d.stateTerm.Value))))
+}
+
+// Type is "object".
+func (d *dataDocument) Type() string { return "object" }
+
+// Len is 1.
+func (d *dataDocument) Len() int { return 1 }
 
 // converted returns the member at key if j has converted it.
 func (j *jsonObject) converted(key string) (*ast.Term, bool) {
