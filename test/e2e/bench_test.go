@@ -25,6 +25,11 @@ import (
 
 func benchEnv(b *testing.B) (*harness.Env, *kataclient.Client) {
 	b.Helper()
+	return benchEnvWith(b, harness.Options{})
+}
+
+func benchEnvWith(b *testing.B, opts harness.Options) (*harness.Env, *kataclient.Client) {
+	b.Helper()
 	if os.Getenv("PEERPOD_E2E") == "" {
 		b.Skip("pod VM benchmarks: run with make bench-libvirt (PEERPOD_E2E=1)")
 	}
@@ -36,7 +41,7 @@ func benchEnv(b *testing.B) (*harness.Env, *kataclient.Client) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	env, err := harness.Setup(ctx, harness.Options{})
+	env, err := harness.Setup(ctx, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -89,26 +94,8 @@ func BenchmarkStartVM(b *testing.B) {
 	env, c := benchEnv(b)
 	ctx := context.Background()
 	b.Logf("vcpus=%d kernel cmdline extra=%q", benchVCPUs(b), os.Getenv("LIBVIRT_KERNEL_CMDLINE"))
-	floorImg, err := harness.BuildImage(ctx, env.Root, "./podvm-image/cmd/tcpinit")
-	if err != nil {
-		b.Fatal(err)
-	}
 	vcpus := benchVCPUs(b)
-	// The floor's domain is ours: the same vCPUs, memory and extra kernel
-	// arguments (LIBVIRT_KERNEL_CMDLINE reaches peerpodd through its environment).
-	floorCfg, err := libvirt.LoadConfig(func(k string) string {
-		return map[string]string{"LIBVIRT_NET": env.Bridge.Name, "LIBVIRT_KERNEL": floorImg.Kernel,
-			"LIBVIRT_INITRD": floorImg.Initrd, "LIBVIRT_DATA_DIR": env.DataDir, "LIBVIRT_MEMORY": "512",
-			"LIBVIRT_CPU": strconv.Itoa(vcpus), "LIBVIRT_KERNEL_CMDLINE": os.Getenv("LIBVIRT_KERNEL_CMDLINE")}[k]
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	floorProv, err := libvirt.New(ctx, floorCfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer floorProv.Close()
+	floorProv := newFloor(b, env, vcpus)
 	var ours, floor []time.Duration
 	var rss []float64
 	b.ResetTimer()
@@ -131,30 +118,15 @@ func BenchmarkStartVM(b *testing.B) {
 		if err := sb.StopVM(ctx); err != nil {
 			b.Fatal(err)
 		}
-		// Floor: the same domain definition, TCP-only init.
-		sid := kataclient.NewSandboxID()
-		name, _ := provider.VMName("floor", sid)
-		start = time.Now()
-		inst, err := floorProv.Create(ctx, provider.CreateRequest{Name: name, SandboxID: sid,
-			Tags: provider.Tags(provider.Owner{ClusterID: env.Cluster, Node: env.Node, SandboxID: sid}, nil)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := waitOK(ctx, net.JoinHostPort(inst.IPs[0].String(), "15150")); err != nil {
-			b.Fatal(err)
-		}
-		floor = append(floor, time.Since(start))
-		_ = floorProv.Delete(ctx, inst.ID)
+		floor = append(floor, bootFloor(ctx, b, env, floorProv))
 	}
 	b.StopTimer()
 	report(b, "startvm", ours)
 	report(b, "floor", floor)
 	if len(ours) > 0 && len(floor) > 0 {
-		sort.Slice(ours, func(i, j int) bool { return ours[i] < ours[j] })
-		sort.Slice(floor, func(i, j int) bool { return floor[i] < floor[j] })
-		over := ours[len(ours)/2] - floor[len(floor)/2]
+		over, ratio := versus(ours, floor)
 		b.ReportMetric(over.Seconds(), "overhead-p50-s")
-		b.ReportMetric(float64(ours[len(ours)/2])/float64(floor[len(floor)/2]), "ratio-p50")
+		b.ReportMetric(ratio, "ratio-p50")
 	}
 	if len(rss) > 0 {
 		var sum float64
@@ -165,6 +137,119 @@ func BenchmarkStartVM(b *testing.B) {
 	}
 	if st, err := os.Stat(env.Image.Initrd); err == nil {
 		b.ReportMetric(float64(st.Size())/(1<<20), "initramfs-MiB")
+	}
+}
+
+// versus is the difference and ratio of the medians of ours and base.
+func versus(ours, base []time.Duration) (time.Duration, float64) {
+	med := func(ds []time.Duration) time.Duration {
+		s := append([]time.Duration(nil), ds...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[len(s)/2]
+	}
+	o, f := med(ours), med(base)
+	return o - f, float64(o) / float64(f)
+}
+
+// newFloor is a libvirt provider booting the floor image (a TCP-only init)
+// with the same domain definition as the pod VMs of env.
+func newFloor(b *testing.B, env *harness.Env, vcpus int) *libvirt.Provider {
+	b.Helper()
+	ctx := context.Background()
+	floorImg, err := harness.BuildImage(ctx, env.Root, "./podvm-image/cmd/tcpinit")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The floor's domain is ours: the same vCPUs, memory and extra kernel
+	// arguments (LIBVIRT_KERNEL_CMDLINE reaches peerpodd through its environment).
+	floorCfg, err := libvirt.LoadConfig(func(k string) string {
+		return map[string]string{"LIBVIRT_NET": env.Bridge.Name, "LIBVIRT_KERNEL": floorImg.Kernel,
+			"LIBVIRT_INITRD": floorImg.Initrd, "LIBVIRT_DATA_DIR": env.DataDir, "LIBVIRT_MEMORY": "512",
+			"LIBVIRT_CPU": strconv.Itoa(vcpus), "LIBVIRT_KERNEL_CMDLINE": os.Getenv("LIBVIRT_KERNEL_CMDLINE")}[k]
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	floorProv, err := libvirt.New(ctx, floorCfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { floorProv.Close() })
+	return floorProv
+}
+
+// bootFloor boots one floor VM: Create → first TCP answer, then deletes it.
+func bootFloor(ctx context.Context, b *testing.B, env *harness.Env, floorProv *libvirt.Provider) time.Duration {
+	b.Helper()
+	sid := kataclient.NewSandboxID()
+	name, _ := provider.VMName("floor", sid)
+	start := time.Now()
+	inst, err := floorProv.Create(ctx, provider.CreateRequest{Name: name, SandboxID: sid,
+		Tags: provider.Tags(provider.Owner{ClusterID: env.Cluster, Node: env.Node, SandboxID: sid}, nil)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := waitOK(ctx, net.JoinHostPort(inst.IPs[0].String(), "15150")); err != nil {
+		b.Fatal(err)
+	}
+	took := time.Since(start)
+	_ = floorProv.Delete(ctx, inst.ID)
+	return took
+}
+
+// BenchmarkStartVMWarm: CreateVM → StartVM returned when peerpodd has a
+// warm VM booted (WARM_POOL_SIZE=1; the pod takes it), against the floor
+// (a cold boot of the TCP-only image to its first answer) in the same run,
+// and how long the pool takes to have a booted VM again (replacement
+// Create → its agent port answering, measured from the StartVM's return).
+func BenchmarkStartVMWarm(b *testing.B) {
+	env, c := benchEnvWith(b, harness.Options{Env: []string{"WARM_POOL_SIZE=1"}})
+	ctx := context.Background()
+	floorProv := newFloor(b, env, 1)
+	var warm, floor, refill []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		if _, err := env.WaitWarmReady(ctx, 1); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // let the warm VM go idle, as it is when a pod comes
+		b.StartTimer()
+		sb, err := c.NewSandbox(ctx, kataclient.NewSandboxID(), kataclient.Pod{Name: fmt.Sprintf("warm%d", i), Namespace: "default", VCPUs: 1, MemoryMiB: 512, Initdata: harness.TestInitdata()}, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if err := sb.StartVM(ctx); err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		vms, err := env.WarmVMs(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(vms) != 2 {
+			b.Fatalf("pod %s did not take the warm VM: %d warm-tagged VMs", sb.Pod.Name, len(vms))
+		}
+		warm = append(warm, took)
+		// The replacement boots while the pod runs; the pod's VM also answers.
+		ready := time.Now()
+		if _, err := env.WaitWarmReady(ctx, 2); err != nil {
+			b.Fatal(err)
+		}
+		refill = append(refill, time.Since(ready))
+		if err := sb.StopVM(ctx); err != nil {
+			b.Fatal(err)
+		}
+		floor = append(floor, bootFloor(ctx, b, env, floorProv))
+	}
+	b.StopTimer()
+	report(b, "startvm-warm", warm)
+	report(b, "floor", floor)
+	report(b, "refill", refill)
+	if len(warm) > 0 && len(floor) > 0 {
+		_, ratio := versus(warm, floor)
+		b.ReportMetric(ratio, "warm/floor-p50")
 	}
 }
 
