@@ -33,9 +33,6 @@ type instr struct {
 	s      ir.Stmt  // the statement, for what the fields above lack
 	// slots: a dot with a constant key on Slotted values (dotSlot).
 	slots atomic.Pointer[slotCache]
-	// index: a dot's index of the constant object it last looked into
-	// (indexedDot).
-	index atomic.Pointer[objIndex]
 	// sizeHint: the size the sets a MakeSetStmt starts grow to.
 	sizeHint atomic.Int32
 }

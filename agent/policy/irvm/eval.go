@@ -187,12 +187,8 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 		case ast.Object:
 			if in.b.term != nil {
 				t = e.dotObject(in, v)
-			} else if key := operandOf(l, in.b); key != nil {
-				if found, ok := e.p.indexedDot(in, v, key); ok {
-					t = found
-				} else {
-					t = v.Get(key)
-				}
+			} else {
+				t = dot(src, operandOf(l, in.b))
 			}
 		default:
 			t = dot(src, operandOf(l, in.b))
@@ -211,12 +207,12 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 		l[in.target] = t
 	case opEqual:
 		a, b := operandOf(l, in.a), operandOf(l, in.b)
-		if a == nil || b == nil || (a != b && ast.Compare(a.Value, b.Value) != 0) {
+		if a == nil || b == nil || !equal(a, b) {
 			return failed, nil
 		}
 	case opNotEqual:
 		a, b := operandOf(l, in.a), operandOf(l, in.b)
-		if a == nil || b == nil || a == b || ast.Compare(a.Value, b.Value) == 0 {
+		if a == nil || b == nil || equal(a, b) {
 			return failed, nil
 		}
 	case opCall:
@@ -644,10 +640,9 @@ func (e *evaluation) constant(f *function) (*ast.Term, error) {
 	}
 	// Whole: a lazy value (an array being built) fills its caches as it
 	// is read, and this one is read by concurrent evaluations.
-	t = materialize(t)
-	if t != nil {
-		e.p.indexConstant(t)
-	}
+	// In irvm's own form for constants (constview.go): dots into it find
+	// their member in a Go map.
+	t = constView(materialize(t))
 	f.val, f.known = t, true
 	return t, nil
 }
@@ -693,6 +688,19 @@ func dot(v, key *ast.Term) *ast.Term {
 		}
 	}
 	return nil
+}
+
+// equal reports whether two whole values are equal, as ast.Compare finds
+// them; two strings are compared directly.
+func equal(a, b *ast.Term) bool {
+	if a == b {
+		return true
+	}
+	if sa, ok := a.Value.(ast.String); ok {
+		sb, ok := b.Value.(ast.String)
+		return ok && sa == sb
+	}
+	return ast.Compare(a.Value, b.Value) == 0
 }
 
 // typeOf is t's type name ("" when undefined), without making a lazy

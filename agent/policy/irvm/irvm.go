@@ -58,9 +58,6 @@ type Program struct {
 	badOperand error
 	// ndots is the number of dots with a constant key (instr.dot).
 	ndots int
-	// consts indexes the objects of constant values (consts.go), by
-	// object: ast.Object → *objIndex.
-	consts sync.Map
 }
 
 // callTarget is what a CallStmt calls: a planned function or a built-in.

@@ -444,10 +444,7 @@ func (e *evaluation) dotObject(in *instr, obj ast.Object) *ast.Term {
 	if c.obj != nil && c.obj == obj {
 		return c.val
 	}
-	t, ok := e.p.indexedDot(in, obj, in.b.term)
-	if !ok {
-		t = obj.Get(in.b.term)
-	}
+	t := obj.Get(in.b.term)
 	c.obj, c.val = obj, t
 	return t
 }

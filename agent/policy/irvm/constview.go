@@ -1,0 +1,147 @@
+package irvm
+
+import (
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// A constant value (what a pure function returns: a policy's policy_data,
+// say) is looked into again and again, by the same statements, in every
+// evaluation: c.capabilities[x] for each capability, c.mounts[m.destination]
+// for each mount. OPA's object lookup hashes the key string (xxhash) every
+// time. irvm keeps constants in its own form instead: each object and
+// array of the value, at any depth, is a Lazy whose members are found in a
+// Go map by string key (objects) or by index (arrays), and whose whole
+// value is the original OPA value, set when the view is made. A use that
+// needs an OPA value (a built-in, a comparison, a result) gets that
+// original. A view never changes after it is made, so concurrent
+// evaluations share it. Sets stay OPA sets (sets.go reads sets of strings
+// in their sorted order).
+
+// constObject is an object of a constant value.
+type constObject struct {
+	cell LazyCell
+	obj  ast.Object
+	// members are all of them in OPA's key order, with the original
+	// value (for keys of other types); keys the index in members of each
+	// string key.
+	keys    map[string]int
+	members []constMember
+}
+
+type constMember struct {
+	key, orig, view *ast.Term
+}
+
+// constArray is an array of a constant value.
+type constArray struct {
+	cell  LazyCell
+	arr   *ast.Array
+	elems []*ast.Term // views
+}
+
+// constView returns t (a whole value) in irvm's form for constants: a view
+// for an object or an array, t itself for anything else.
+func constView(t *ast.Term) *ast.Term {
+	if t == nil {
+		return nil
+	}
+	var view *ast.Term
+	switch v := t.Value.(type) {
+	case ast.Object:
+		c := &constObject{obj: v, keys: make(map[string]int, v.Len()), members: make([]constMember, 0, v.Len())}
+		v.Foreach(func(k, val *ast.Term) {
+			if s, ok := k.Value.(ast.String); ok {
+				c.keys[string(s)] = len(c.members)
+			}
+			c.members = append(c.members, constMember{key: k, orig: val, view: constView(val)})
+		})
+		view = c.cell.Term(c)
+	case *ast.Array:
+		c := &constArray{arr: v, elems: make([]*ast.Term, v.Len())}
+		for i := range c.elems {
+			c.elems[i] = constView(v.Elem(i))
+		}
+		view = c.cell.Term(c)
+	default:
+		return t
+	}
+	// The whole value is the original, known from the start: nothing is
+	// written to the view when an evaluation needs it whole.
+	view.Value.(*lazyValue).whole = t
+	return view
+}
+
+// Member returns the member at key.
+func (c *constObject) Member(key *ast.Term) *ast.Term {
+	if i := c.Slot(key); i >= 0 {
+		return c.members[i].view
+	}
+	return nil
+}
+
+// Layout is the object itself: a dot with a constant key keeps the slot
+// it found in the last object it looked into (irvm.Slotted).
+func (c *constObject) Layout() any { return c }
+
+// Slot is the index of key's member, -1 when there is none: a string key
+// is found in the map, any other as the object finds it.
+func (c *constObject) Slot(key *ast.Term) int {
+	if s, ok := key.Value.(ast.String); ok {
+		if i, ok := c.keys[string(s)]; ok {
+			return i
+		}
+		return -1
+	}
+	orig := c.obj.Get(key)
+	if orig == nil {
+		return -1
+	}
+	for i, m := range c.members {
+		if m.orig == orig {
+			return i
+		}
+	}
+	return -1
+}
+
+// MemberAt returns the member in slot i.
+func (c *constObject) MemberAt(i int) *ast.Term { return c.members[i].view }
+
+func (c *constObject) Members(f func(k, v *ast.Term) bool) {
+	for _, m := range c.members {
+		if f(m.key, m.view) {
+			return
+		}
+	}
+}
+
+// Materialize is not called: the whole value is set when the view is
+// made (constView).
+func (c *constObject) Materialize() ast.Value { return c.obj }
+func (c *constObject) Type() string           { return "object" }
+func (c *constObject) Len() int               { return len(c.members) }
+
+func (c *constArray) Member(key *ast.Term) *ast.Term {
+	n, ok := key.Value.(ast.Number)
+	if !ok {
+		return nil
+	}
+	i, ok := n.Int()
+	if !ok || i < 0 || i >= len(c.elems) {
+		return nil
+	}
+	return c.elems[i]
+}
+
+func (c *constArray) Members(f func(k, v *ast.Term) bool) {
+	for i, t := range c.elems {
+		if f(ast.InternedTerm(i), t) {
+			return
+		}
+	}
+}
+
+// Materialize is not called (see constObject.Materialize).
+func (c *constArray) Materialize() ast.Value { return c.arr }
+func (c *constArray) Type() string           { return "array" }
+func (c *constArray) Len() int               { return len(c.elems) }
