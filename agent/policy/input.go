@@ -131,6 +131,7 @@ type encoder struct {
 	ptrs     slab.Slab[*ast.Term]  // element lists and lazy members
 	msgs     slab.Slab[lazyMessage]
 	strLists slab.Slab[lazyStrings]
+	strMaps  slab.Slab[lazyStringMap]
 	kvs      [][2]*ast.Term // scratch: the members of the objects being encoded
 	// protoreflectOnly turns direct struct reads off (for the test
 	// that compares the two ways).
@@ -151,6 +152,7 @@ func (e *encoder) reset() {
 	e.ptrs.Reset()
 	e.msgs.Reset()
 	e.strLists.Reset()
+	e.strMaps.Reset()
 	clear(e.kvs[:cap(e.kvs)])
 	e.kvs = e.kvs[:0]
 	e.protoreflectOnly = false

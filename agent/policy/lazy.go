@@ -87,6 +87,14 @@ func (l *lazyMessage) MemberAt(i int) *ast.Term {
 		} else {
 			t = ast.InternedEmptyArray
 		}
+	case l.rv.IsValid() && f.goKind == goStringMap:
+		if m := l.rv.Field(f.goIndex).Interface().(map[string]string); len(m) > 0 {
+			sm := l.e.strMaps.Next()
+			*sm = lazyStringMap{e: l.e, m: m, rv: l.rv.Field(f.goIndex), f: f}
+			t = sm.cell.Term(sm)
+		} else {
+			t = ast.InternedEmptyObject
+		}
 	case l.rv.IsValid() && f.goKind == goMessage:
 		if v := l.rv.Field(f.goIndex); !v.IsNil() {
 			t = l.e.lazyMessage(messageOf(v))
@@ -254,3 +262,49 @@ func (l *lazyStrings) Materialize() ast.Value {
 	}
 	return ast.NewArray(l.elems...)
 }
+
+// lazyStringMap is a non-empty map<string, string> field of a generated
+// struct (a container's annotations): a member is found in the Go map and
+// encoded when the policy reads it; the object is made only for a policy
+// that needs it whole.
+type lazyStringMap struct {
+	cell  irvm.LazyCell
+	e     *encoder
+	m     map[string]string
+	rv    reflect.Value // the field, for the whole object
+	f     *fieldPlan
+	whole ast.Value
+}
+
+// Member returns the value at a string key.
+func (l *lazyStringMap) Member(key *ast.Term) *ast.Term {
+	k, ok := key.Value.(ast.String)
+	if !ok {
+		return nil
+	}
+	v, ok := l.m[string(k)]
+	if !ok {
+		return nil
+	}
+	return l.e.str(v)
+}
+
+// Members makes the object whole (it iterates in key order).
+func (l *lazyStringMap) Members(f func(k, v *ast.Term) bool) {
+	l.Materialize().(ast.Object).Until(f)
+}
+
+// Materialize returns the whole object, encoded as the whole input
+// encodes it.
+func (l *lazyStringMap) Materialize() ast.Value {
+	if l.whole == nil {
+		l.whole = l.e.direct(l.rv, l.f).Value
+	}
+	return l.whole
+}
+
+// Type is "object".
+func (l *lazyStringMap) Type() string { return "object" }
+
+// Len is the number of entries.
+func (l *lazyStringMap) Len() int { return len(l.m) }

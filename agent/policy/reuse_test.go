@@ -32,6 +32,8 @@ func TestDecisionsShareNothing(t *testing.T) {
 		{"capability", func(r *agent.CreateContainerRequest) {
 			r.OCI.Process.Capabilities.Effective = append(r.OCI.Process.Capabilities.Effective, "CAP_SYS_ADMIN")
 		}},
+		{"sandbox name", func(r *agent.CreateContainerRequest) { r.OCI.Annotations["io.kubernetes.cri.sandbox-name"] = "other" }},
+		{"container name", func(r *agent.CreateContainerRequest) { r.OCI.Annotations["io.kubernetes.cri.container-name"] = "c9" }},
 	}
 	for round := range 3 {
 		for i, m := range mutations {
