@@ -691,14 +691,23 @@ func dot(v, key *ast.Term) *ast.Term {
 }
 
 // equal reports whether two whole values are equal, as ast.Compare finds
-// them; two strings are compared directly.
+// them; strings and booleans are compared directly, and numbers written
+// alike are equal without being parsed.
 func equal(a, b *ast.Term) bool {
 	if a == b {
 		return true
 	}
-	if sa, ok := a.Value.(ast.String); ok {
-		sb, ok := b.Value.(ast.String)
-		return ok && sa == sb
+	switch va := a.Value.(type) {
+	case ast.String:
+		vb, ok := b.Value.(ast.String)
+		return ok && va == vb
+	case ast.Boolean:
+		vb, ok := b.Value.(ast.Boolean)
+		return ok && va == vb
+	case ast.Number:
+		if vb, ok := b.Value.(ast.Number); ok && va == vb {
+			return true
+		}
 	}
 	return ast.Compare(a.Value, b.Value) == 0
 }
