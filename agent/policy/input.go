@@ -132,6 +132,7 @@ type encoder struct {
 	msgs     slab.Slab[lazyMessage]
 	strLists slab.Slab[lazyStrings]
 	strMaps  slab.Slab[lazyStringMap]
+	lists    slab.Slab[lazyList]
 	kvs      [][2]*ast.Term // scratch: the members of the objects being encoded
 	// protoreflectOnly turns direct struct reads off (for the test
 	// that compares the two ways).
@@ -153,6 +154,7 @@ func (e *encoder) reset() {
 	e.msgs.Reset()
 	e.strLists.Reset()
 	e.strMaps.Reset()
+	e.lists.Reset()
 	clear(e.kvs[:cap(e.kvs)])
 	e.kvs = e.kvs[:0]
 	e.protoreflectOnly = false

@@ -33,7 +33,11 @@ type lazyMessage struct {
 // lazyMessage returns the term of m as a lazyMessage. Lazy messages and
 // their member tables come from slabs, like terms.
 func (e *encoder) lazyMessage(m protoreflect.Message) *ast.Term {
-	p := planFor(m)
+	return e.lazyMessageOf(m, planFor(m))
+}
+
+// lazyMessageOf is lazyMessage with m's plan known.
+func (e *encoder) lazyMessageOf(m protoreflect.Message, p *messagePlan) *ast.Term {
 	l := e.msgs.Next()
 	*l = lazyMessage{e: e, m: m, rv: e.goStruct(p, m), plan: p, members: e.ptrs.Take(len(p.fields))}
 	return l.cell.Term(l)
@@ -75,7 +79,9 @@ func (l *lazyMessage) MemberAt(i int) *ast.Term {
 	switch {
 	case l.rv.IsValid() && f.goKind == goMessages:
 		if v := l.rv.Field(f.goIndex); v.Len() > 0 {
-			t = irvm.LazyTerm(&lazyList{e: l.e, fd: f.field, n: v.Len(), rv: v})
+			ll := l.e.lists.Next()
+			*ll = lazyList{e: l.e, fd: f.field, n: v.Len(), rv: v}
+			t = ll.cell.Term(ll)
 		} else {
 			t = ast.InternedEmptyArray
 		}
@@ -103,7 +109,9 @@ func (l *lazyMessage) MemberAt(i int) *ast.Term {
 		}
 	case f.oneof == nil && f.field.IsList() && isMessage(f.field) && l.m.Get(f.field).List().Len() > 0:
 		list := l.m.Get(f.field).List()
-		t = irvm.LazyTerm(&lazyList{e: l.e, fd: f.field, n: list.Len(), list: list})
+		ll := l.e.lists.Next()
+		*ll = lazyList{e: l.e, fd: f.field, n: list.Len(), list: list}
+		t = ll.cell.Term(ll)
 	case f.oneof == nil && !f.field.IsList() && !f.field.IsMap() && isMessage(f.field) && l.m.Has(f.field):
 		t = l.e.lazyMessage(l.m.Get(f.field).Message())
 	default:
@@ -132,7 +140,9 @@ func (l *lazyMessage) Materialize() ast.Value {
 // lazyList is a non-empty list of messages: the slice rv of a generated
 // struct, or list.
 type lazyList struct {
+	cell  irvm.LazyCell
 	e     *encoder
+	plan  *messagePlan // the elements', once one is read
 	fd    protoreflect.FieldDescriptor
 	n     int
 	rv    reflect.Value
@@ -153,7 +163,11 @@ func (l *lazyList) elem(i int) *ast.Term {
 		l.elems = l.e.ptrs.Take(l.n)
 	}
 	if l.elems[i] == nil {
-		l.elems[i] = l.e.lazyMessage(l.message(i))
+		m := l.message(i)
+		if l.plan == nil {
+			l.plan = planFor(m)
+		}
+		l.elems[i] = l.e.lazyMessageOf(m, l.plan)
 	}
 	return l.elems[i]
 }
