@@ -247,6 +247,14 @@ func TestLazyInputMatchesWhole(t *testing.T) {
 			if lz.Member(ast.StringTerm("no_such_field")) != nil {
 				t.Fatalf("%s: a key the request lacks is present", path)
 			}
+			// A list read by index gives what it gives by number key.
+			if ix, ok := lz.(irvm.Indexed); ok {
+				for i := range ix.Len() {
+					if got, want := ix.Elem(i), lz.Member(ast.InternedTerm(i)); ast.Compare(irvm.Whole(got.Value), irvm.Whole(want.Value)) != 0 {
+						t.Fatalf("%s%d: by index %v, by key %v", path, i, got, want)
+					}
+				}
+			}
 			// A list of strings answers "s in list" as the whole list does.
 			if ss, ok := lz.(irvm.StringSearcher); ok {
 				arr := want.(*ast.Array)

@@ -190,6 +190,9 @@ func (l *lazyList) Member(key *ast.Term) *ast.Term {
 	return l.elem(i)
 }
 
+// Elem returns the element at i (irvm.Indexed).
+func (l *lazyList) Elem(i int) *ast.Term { return l.elem(i) }
+
 func (l *lazyList) Members(f func(k, v *ast.Term) bool) {
 	for i := range l.n {
 		if f(ast.InternedTerm(i), l.elem(i)) {
@@ -250,6 +253,9 @@ func (l *lazyStrings) Member(key *ast.Term) *ast.Term {
 	}
 	return l.elem(i)
 }
+
+// Elem returns the element at i (irvm.Indexed).
+func (l *lazyStrings) Elem(i int) *ast.Term { return l.elem(i) }
 
 func (l *lazyStrings) Members(f func(k, v *ast.Term) bool) {
 	for i := range l.rv.Len() {

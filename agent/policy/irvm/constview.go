@@ -133,6 +133,9 @@ func (c *constArray) Member(key *ast.Term) *ast.Term {
 	return c.elems[i]
 }
 
+// Elem returns the element at i (Indexed).
+func (c *constArray) Elem(i int) *ast.Term { return c.elems[i] }
+
 func (c *constArray) Members(f func(k, v *ast.Term) bool) {
 	for i, t := range c.elems {
 		if f(ast.InternedTerm(i), t) {

@@ -135,7 +135,11 @@ func TestConstViewMembers(t *testing.T) {
 			t.Errorf("slot of %s finds another member", tc.key)
 		}
 	}
-	inner := obj.Member(ast.StringTerm("a")).Value.(*lazyValue).Lazy.(*constArray).Member(ast.InternedTerm(1))
+	arr := obj.Member(ast.StringTerm("a")).Value.(*lazyValue).Lazy.(*constArray)
+	inner := arr.Member(ast.InternedTerm(1))
+	if arr.Elem(1) != inner || arr.Elem(0) != arr.Member(ast.InternedTerm(0)) {
+		t.Fatal("an array's element by index is not its member by key")
+	}
 	if _, ok := inner.Value.(*lazyValue).Lazy.(*constObject); !ok {
 		t.Fatalf("an object in an array is not a view: %T", inner.Value)
 	}

@@ -390,6 +390,12 @@ func (e *evaluation) scan(l locals, in *instr) (signal, error) {
 	}
 	switch src := src.(type) {
 	case *lazyValue:
+		if ix, ok := src.Lazy.(Indexed); ok && src.Type() == "array" {
+			for i := 0; i < ix.Len() && !stop; i++ {
+				out, stop, err = e.scanBody(l, s, ast.InternedTerm(i), ix.Elem(i))
+			}
+			break
+		}
 		if n, ok := src.Lazy.(interface{ Len() int }); ok && src.Type() == "array" {
 			for i := 0; i < n.Len() && !stop; i++ {
 				k := ast.InternedTerm(i)

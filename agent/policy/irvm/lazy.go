@@ -38,6 +38,15 @@ type Lazy interface {
 // A Lazy that also has a Len() int method answers count() without being
 // made whole, and an array scan reads it by index.
 
+// Indexed is a Lazy array that gives its elements by index: a scan or a
+// membership test reads it so, with no number key to make and parse.
+type Indexed interface {
+	Lazy
+	Len() int
+	// Elem returns the element at i, 0 <= i < Len().
+	Elem(i int) *ast.Term
+}
+
 // LazyTerm returns a term standing for l. Outside irvm it behaves as the
 // whole value (its methods make it whole).
 func LazyTerm(l Lazy) *ast.Term { return new(LazyCell).Term(l) }
@@ -202,6 +211,9 @@ func (b *arrayBuilder) Member(key *ast.Term) *ast.Term {
 	return b.elems[i]
 }
 
+// Elem returns the element at i (Indexed).
+func (b *arrayBuilder) Elem(i int) *ast.Term { return b.elems[i] }
+
 func (b *arrayBuilder) Members(f func(k, v *ast.Term) bool) {
 	for i, t := range b.elems {
 		if f(ast.InternedTerm(i), t) {
@@ -235,6 +247,14 @@ func lazyContains(lz Lazy, x *ast.Term) bool {
 		if s, ok := x.Value.(ast.String); ok {
 			return ss.ContainsString(string(s))
 		}
+	}
+	if ix, ok := lz.(Indexed); ok && lz.Type() == "array" {
+		for i := range ix.Len() {
+			if x.Equal(materialize(ix.Elem(i))) {
+				return true
+			}
+		}
+		return false
 	}
 	if n, ok := lz.(interface{ Len() int }); ok && lz.Type() == "array" {
 		for i := range n.Len() {

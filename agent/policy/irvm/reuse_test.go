@@ -148,6 +148,9 @@ func TestArrayBuilder(t *testing.T) {
 	if n := b.Value.(*lazyValue).Lazy.(*arrayBuilder).Len(); n != 3 {
 		t.Fatalf("Len = %d, want 3", n)
 	}
+	if e := b.Value.(*lazyValue).Lazy.(*arrayBuilder).Elem(2); !e.Equal(ast.InternedTerm(2)) {
+		t.Fatalf("Elem(2) = %v, want 2", e)
+	}
 	if appendTo(ast.ArrayTerm(), ast.InternedTerm(1)) {
 		t.Fatal("appendTo appended to an ast.Array")
 	}
