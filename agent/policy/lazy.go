@@ -38,8 +38,29 @@ func (e *encoder) lazyMessage(m protoreflect.Message) *ast.Term {
 
 // lazyMessageOf is lazyMessage with m's plan known.
 func (e *encoder) lazyMessageOf(m protoreflect.Message, p *messagePlan) *ast.Term {
+	return e.lazyMessageAt(m, p, e.goStruct(p, m))
+}
+
+// lazyPointer is lazyMessage of the generated message ptr points to (a
+// field or list element read directly), its struct known from ptr; p is
+// its plan, nil when not known yet. It returns the plan too.
+func (e *encoder) lazyPointer(ptr reflect.Value, p *messagePlan) (*ast.Term, *messagePlan) {
+	m := messageOf(ptr)
+	if p == nil {
+		p = planFor(m)
+	}
+	rv := reflect.Value{}
+	if p.goType != nil && !e.protoreflectOnly && !ptr.IsNil() && ptr.Type().Elem() == p.goType {
+		rv = ptr.Elem()
+	}
+	return e.lazyMessageAt(m, p, rv), p
+}
+
+// lazyMessageAt is lazyMessage with m's plan and struct (invalid when its
+// fields go through protoreflect) known.
+func (e *encoder) lazyMessageAt(m protoreflect.Message, p *messagePlan, rv reflect.Value) *ast.Term {
 	l := e.msgs.Next()
-	*l = lazyMessage{e: e, m: m, rv: e.goStruct(p, m), plan: p, members: e.ptrs.Take(len(p.fields))}
+	*l = lazyMessage{e: e, m: m, rv: rv, plan: p, members: e.ptrs.Take(len(p.fields))}
 	return l.cell.Term(l)
 }
 
@@ -103,7 +124,7 @@ func (l *lazyMessage) MemberAt(i int) *ast.Term {
 		}
 	case l.rv.IsValid() && f.goKind == goMessage:
 		if v := l.rv.Field(f.goIndex); !v.IsNil() {
-			t = l.e.lazyMessage(messageOf(v))
+			t, _ = l.e.lazyPointer(v, nil)
 		} else {
 			t = ast.InternedNullTerm
 		}
@@ -163,11 +184,15 @@ func (l *lazyList) elem(i int) *ast.Term {
 		l.elems = l.e.ptrs.Take(l.n)
 	}
 	if l.elems[i] == nil {
-		m := l.message(i)
-		if l.plan == nil {
-			l.plan = planFor(m)
+		if l.list != nil {
+			m := l.list.Get(i).Message()
+			if l.plan == nil {
+				l.plan = planFor(m)
+			}
+			l.elems[i] = l.e.lazyMessageOf(m, l.plan)
+		} else {
+			l.elems[i], l.plan = l.e.lazyPointer(l.rv.Index(i), l.plan)
 		}
-		l.elems[i] = l.e.lazyMessageOf(m, l.plan)
 	}
 	return l.elems[i]
 }
