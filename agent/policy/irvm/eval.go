@@ -140,7 +140,8 @@ func (e *evaluation) block(l locals, b *block) (signal, error) {
 			}
 		}
 		in := &b.instrs[i]
-		// The most frequent statements, without a call of stmt.
+		// The most frequent statements, without a call of stmt (and its
+		// large frame).
 		switch in.op {
 		case opAssignVar:
 			l[in.target] = raw(l, in.a)
@@ -158,6 +159,25 @@ func (e *evaluation) block(l locals, b *block) (signal, error) {
 				return failed, nil
 			}
 			continue
+		case opDot:
+			t := e.dotStmt(l, in)
+			if t == nil {
+				return failed, nil
+			}
+			l[in.target] = t
+			continue
+		case opEqual:
+			a, b := operandOf(l, in.a), operandOf(l, in.b)
+			if a == nil || b == nil || !equal(a, b) {
+				return failed, nil
+			}
+			continue
+		case opNotEqual:
+			a, b := operandOf(l, in.a), operandOf(l, in.b)
+			if a == nil || b == nil || equal(a, b) {
+				return failed, nil
+			}
+			continue
 		}
 		sig, err := e.stmt(l, in)
 		if err != nil {
@@ -170,33 +190,26 @@ func (e *evaluation) block(l locals, b *block) (signal, error) {
 	return done, nil
 }
 
+// dotStmt is what a DotStmt finds, nil for nothing.
+func (e *evaluation) dotStmt(l locals, in *instr) *ast.Term {
+	src := raw(l, in.a)
+	switch v := value(src).(type) {
+	case *lazyValue:
+		if v.slotted != nil && in.b.term != nil {
+			return dotSlot(in, v.slotted)
+		}
+	case ast.Object:
+		if in.b.term != nil {
+			return e.dotObject(in, v)
+		}
+	}
+	return dot(src, operandOf(l, in.b))
+}
+
 // stmt runs one statement (but those block runs itself); a signal other
 // than done leaves the block.
 func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 	switch in.op {
-	case opDot:
-		src := raw(l, in.a)
-		var t *ast.Term
-		switch v := value(src).(type) {
-		case *lazyValue:
-			if v.slotted != nil && in.b.term != nil {
-				t = dotSlot(in, v.slotted)
-			} else {
-				t = dot(src, operandOf(l, in.b))
-			}
-		case ast.Object:
-			if in.b.term != nil {
-				t = e.dotObject(in, v)
-			} else {
-				t = dot(src, operandOf(l, in.b))
-			}
-		default:
-			t = dot(src, operandOf(l, in.b))
-		}
-		if t == nil {
-			return failed, nil
-		}
-		l[in.target] = t
 	case opAssignVarOnce:
 		// As it is (a set or array being built stays one): whole only to
 		// compare with a value already there.
@@ -205,16 +218,6 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 			return done, fmt.Errorf("%s: complete rule has %w", where(in.s.(*ir.AssignVarOnceStmt).Location), ErrConflict)
 		}
 		l[in.target] = t
-	case opEqual:
-		a, b := operandOf(l, in.a), operandOf(l, in.b)
-		if a == nil || b == nil || !equal(a, b) {
-			return failed, nil
-		}
-	case opNotEqual:
-		a, b := operandOf(l, in.a), operandOf(l, in.b)
-		if a == nil || b == nil || equal(a, b) {
-			return failed, nil
-		}
 	case opCall:
 		t, err := e.call(l, in)
 		if err != nil {
