@@ -1,6 +1,8 @@
 package irvm
 
 import (
+	"strings"
+
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -22,10 +24,18 @@ type constObject struct {
 	cell LazyCell
 	obj  ast.Object
 	// members are all of them in OPA's key order, with the original
-	// value (for keys of other types); keys the index in members of each
-	// string key.
-	keys    map[string]int
+	// value (for keys of other types).
 	members []constMember
+	// shape is shared by the objects of the constant with the same keys
+	// in the same order: a member's index (slot) in one is its index in
+	// all of them.
+	shape *constShape
+}
+
+// constShape is the keys of objects of one shape: the index of each
+// string key among the members.
+type constShape struct {
+	keys map[string]int
 }
 
 type constMember struct {
@@ -42,24 +52,28 @@ type constArray struct {
 // constView returns t (a whole value) in irvm's form for constants: a view
 // for an object or an array, t itself for anything else.
 func constView(t *ast.Term) *ast.Term {
+	return viewOf(t, map[string]*constShape{})
+}
+
+// viewOf is constView; shapes are the object shapes made so far, by their
+// keys (shapeKey).
+func viewOf(t *ast.Term, shapes map[string]*constShape) *ast.Term {
 	if t == nil {
 		return nil
 	}
 	var view *ast.Term
 	switch v := t.Value.(type) {
 	case ast.Object:
-		c := &constObject{obj: v, keys: make(map[string]int, v.Len()), members: make([]constMember, 0, v.Len())}
+		c := &constObject{obj: v, members: make([]constMember, 0, v.Len())}
 		v.Foreach(func(k, val *ast.Term) {
-			if s, ok := k.Value.(ast.String); ok {
-				c.keys[string(s)] = len(c.members)
-			}
-			c.members = append(c.members, constMember{key: k, orig: val, view: constView(val)})
+			c.members = append(c.members, constMember{key: k, orig: val, view: viewOf(val, shapes)})
 		})
+		c.shape = shapeOf(c.members, shapes)
 		view = c.cell.Term(c)
 	case *ast.Array:
 		c := &constArray{arr: v, elems: make([]*ast.Term, v.Len())}
 		for i := range c.elems {
-			c.elems[i] = constView(v.Elem(i))
+			c.elems[i] = viewOf(v.Elem(i), shapes)
 		}
 		view = c.cell.Term(c)
 	default:
@@ -71,6 +85,27 @@ func constView(t *ast.Term) *ast.Term {
 	return view
 }
 
+// shapeOf returns the shape of an object with members, shared with the
+// objects of the same keys made before.
+func shapeOf(members []constMember, shapes map[string]*constShape) *constShape {
+	var b strings.Builder
+	for _, m := range members {
+		b.WriteString(m.key.String()) // Rego's text: a string quoted, so no two keys alike
+		b.WriteByte(0)
+	}
+	if sh, ok := shapes[b.String()]; ok {
+		return sh
+	}
+	sh := &constShape{keys: make(map[string]int, len(members))}
+	for i, m := range members {
+		if s, ok := m.key.Value.(ast.String); ok {
+			sh.keys[string(s)] = i
+		}
+	}
+	shapes[b.String()] = sh
+	return sh
+}
+
 // Member returns the member at key.
 func (c *constObject) Member(key *ast.Term) *ast.Term {
 	if i := c.Slot(key); i >= 0 {
@@ -79,15 +114,16 @@ func (c *constObject) Member(key *ast.Term) *ast.Term {
 	return nil
 }
 
-// Layout is the object itself: a dot with a constant key keeps the slot
-// it found in the last object it looked into (irvm.Slotted).
-func (c *constObject) Layout() any { return c }
+// Layout is the object's shape: a dot with a constant key keeps the slot
+// it found in an object of that shape (irvm.Slotted), and the objects of
+// a constant's list (policy_data's mounts, say) mostly share one.
+func (c *constObject) Layout() any { return c.shape }
 
 // Slot is the index of key's member, -1 when there is none: a string key
 // is found in the map, any other as the object finds it.
 func (c *constObject) Slot(key *ast.Term) int {
 	if s, ok := key.Value.(ast.String); ok {
-		if i, ok := c.keys[string(s)]; ok {
+		if i, ok := c.shape.keys[string(s)]; ok {
 			return i
 		}
 		return -1

@@ -154,4 +154,16 @@ func TestConstViewMembers(t *testing.T) {
 	if s := ast.MustParseTerm(`{"x"}`); constView(s) != s {
 		t.Fatal("a set was given a view")
 	}
+	// Objects with the same keys share a shape (a slot found in one is
+	// right in the other); others do not.
+	list := constView(ast.MustParseTerm(`[{"a": 1, "b": 2}, {"a": 3, "b": 4}, {"a": 5, "c": 6}, {"b": 7, "a": 8}, {1: 0, "b": 0}, {"1": 0, "b": 0}]`))
+	shape := func(i int) *constShape {
+		return list.Value.(*lazyValue).Lazy.(*constArray).elems[i].Value.(*lazyValue).Lazy.(*constObject).shape
+	}
+	if shape(0) != shape(1) || shape(0) != shape(3) {
+		t.Error("objects with the same keys have different shapes")
+	}
+	if shape(0) == shape(2) || shape(4) == shape(5) {
+		t.Error("objects with different keys share a shape")
+	}
 }
