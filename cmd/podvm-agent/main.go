@@ -96,19 +96,22 @@ func run() error {
 	// Listen before the slower set-up below: a connection peerpodd makes
 	// meanwhile waits in the backlog instead of being refused and retried
 	// after a pause.
+	if cfg.Warm {
+		// Booted ahead of any pod: run what the sandbox will need once,
+		// before the port answers and the node counts this VM as booted.
+		warmUp(ctx, log)
+	}
 	addr := *listen
 	if addr == "" {
 		addr = ":" + strconv.Itoa(cfg.Port())
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+	var ln net.Listener
+	if ln, err = net.Listen("tcp", addr); err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	if cfg.Warm {
-		// Booted ahead of any pod: wait for the node to hand over a sandbox.
 		log.Info("warm VM: waiting for a sandbox")
-		if cfg, err = provision.Accept(ctx, ln, cfg, log); err != nil {
-			ln.Close()
+		if cfg, ln, err = provision.Accept(ctx, ln, cfg, log); err != nil {
 			return err
 		}
 	}

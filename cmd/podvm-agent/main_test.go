@@ -72,3 +72,23 @@ func TestReadyAuthorizerWaits(t *testing.T) {
 		t.Fatalf("Authorize while set-up runs: err = %v, want the context's deadline", err)
 	}
 }
+
+func TestWarmUpPolicyDecides(t *testing.T) {
+	// The warm-up policy must compile and allow its own sample request,
+	// or the warm-up exercises only the error paths.
+	e, err := policy.New(context.Background(), warmUpPolicy, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &pb.CreateContainerRequest{ContainerId: "warm-up", OCI: &pb.Spec{
+		Process: &pb.Process{Args: []string{"/bin/sh", "-c", "true"}, Env: []string{"PATH=/bin"}},
+		Mounts:  []*pb.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+	}}
+	if err := e.Authorize(context.Background(), "CreateContainerRequest", req); err != nil {
+		t.Fatalf("warm-up request denied: %v", err)
+	}
+	req.OCI.Process.Args = []string{"/bin/evil"}
+	if err := e.Authorize(context.Background(), "CreateContainerRequest", req); err == nil {
+		t.Fatal("warm-up policy allowed other args")
+	}
+}

@@ -45,16 +45,17 @@ const connTimeout = 30 * time.Second
 
 // Accept serves provisioning connections on ln until one delivers user
 // data that completes boot (see userdata.Config.Provisioned) and returns
-// it. ln is left open for the tunnel server; connections that arrive from
-// then on wait in its backlog. Bad user data is answered with the reason
-// and the VM keeps waiting.
-func Accept(ctx context.Context, ln net.Listener, boot *userdata.Config, log *slog.Logger) (*userdata.Config, error) {
+// it, with the listener the tunnel is to be served on: ln, less nothing —
+// a connection the node made once it had its answer is handed on, never
+// served as provisioning. Bad user data is answered with the reason and
+// the VM keeps waiting.
+func Accept(ctx context.Context, ln net.Listener, boot *userdata.Config, log *slog.Logger) (*userdata.Config, net.Listener, error) {
 	if !boot.Warm {
-		return nil, errors.New("provision: the VM was not booted warm")
+		return nil, nil, errors.New("provision: the VM was not booted warm")
 	}
 	dl, ok := ln.(interface{ SetDeadline(time.Time) error })
 	if !ok {
-		return nil, fmt.Errorf("provision: listener %T cannot be interrupted", ln)
+		return nil, nil, fmt.Errorf("provision: listener %T cannot be interrupted", ln)
 	}
 	if log == nil {
 		log = slog.Default()
@@ -65,38 +66,44 @@ func Accept(ctx context.Context, ln net.Listener, boot *userdata.Config, log *sl
 	// it runs the key and certificate code the attested one needs later.
 	tlsCfg, err := serverTLS(boot.TunnelCA)
 	if err != nil {
-		return nil, fmt.Errorf("provision: %w", err)
+		return nil, nil, fmt.Errorf("provision: %w", err)
 	}
 
 	var (
 		mu   sync.Mutex
 		done *userdata.Config
-		wg   sync.WaitGroup
 	)
+	claimed := func() *userdata.Config {
+		mu.Lock()
+		defer mu.Unlock()
+		return done
+	}
 	stop := context.AfterFunc(ctx, func() { _ = dl.SetDeadline(time.Now()) })
 	defer stop()
-	defer wg.Wait()
 	for {
 		c, err := ln.Accept()
-		if err != nil {
-			mu.Lock()
-			got := done
-			mu.Unlock()
-			if got != nil {
-				return got, dl.SetDeadline(time.Time{})
+		if got := claimed(); got != nil {
+			// The node dials the tunnel only after it heard "ok", so a
+			// connection accepted now is the tunnel's.
+			if err := dl.SetDeadline(time.Time{}); err != nil {
+				return nil, nil, fmt.Errorf("provision: listener: %w", err)
 			}
+			if c != nil {
+				return got, &handOn{Listener: ln, first: c}, nil
+			}
+			return got, ln, nil
+		}
+		if err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("provision: waiting for a sandbox: %w", ctx.Err())
+				return nil, nil, fmt.Errorf("provision: waiting for a sandbox: %w", ctx.Err())
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			return nil, fmt.Errorf("provision: accept: %w", err)
+			return nil, nil, fmt.Errorf("provision: accept: %w", err)
 		}
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			cfg, err := serve(ctx, c, tlsCfg, boot, func(pod *userdata.Config) error {
 				mu.Lock()
 				defer mu.Unlock()
@@ -104,6 +111,7 @@ func Accept(ctx context.Context, ln net.Listener, boot *userdata.Config, log *sl
 					return errors.New("the VM is already provisioned")
 				}
 				done = pod
+				_ = dl.SetDeadline(time.Now()) // wake the accept loop
 				return nil
 			})
 			switch {
@@ -111,10 +119,129 @@ func Accept(ctx context.Context, ln net.Listener, boot *userdata.Config, log *sl
 				log.Warn("provisioning refused", "peer", c.RemoteAddr().String(), "err", err)
 			case cfg != nil:
 				log.Info("provisioned", "sandbox", cfg.SandboxID, "peer", c.RemoteAddr().String())
-				_ = dl.SetDeadline(time.Now()) // wake the accept loop
 			}
 		}()
 	}
+}
+
+// handOn is a listener whose first Accept returns a connection already
+// accepted.
+type handOn struct {
+	net.Listener
+	mu    sync.Mutex
+	first net.Conn
+}
+
+// Accept returns the connection handed on first, then ln's.
+func (h *handOn) Accept() (net.Conn, error) {
+	h.mu.Lock()
+	c := h.first
+	h.first = nil
+	h.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	return h.Listener.Accept()
+}
+
+// Close closes the listener and a connection not yet handed on.
+func (h *handOn) Close() error {
+	h.mu.Lock()
+	c := h.first
+	h.first = nil
+	h.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+	return h.Listener.Close()
+}
+
+// WarmUp runs one TLS 1.3 handshake and a few records between two
+// in-process ends, with fresh certificates on both. Under emulation
+// (QEMU TCG) the first run of any code also pays for its translation; a
+// warm VM calls WarmUp while no pod waits, so that its provisioning and
+// tunnel handshakes later run already translated code. Natively it takes
+// a few milliseconds.
+func WarmUp(ctx context.Context) error {
+	server, err := selfSigned("peerpod-warm-up-server")
+	if err != nil {
+		return err
+	}
+	client, err := selfSigned("peerpod-warm-up-client")
+	if err != nil {
+		return err
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if d, ok := ctx.Deadline(); ok {
+		_ = a.SetDeadline(d)
+		_ = b.SetDeadline(d)
+	}
+	srv := tls.Server(a, &tls.Config{Certificates: []tls.Certificate{server}, ClientAuth: tls.RequireAnyClientCert,
+		MinVersion: tls.VersionTLS13, NextProtos: []string{ALPN}})
+	cli := tls.Client(b, &tls.Config{Certificates: []tls.Certificate{client}, InsecureSkipVerify: true,
+		MinVersion: tls.VersionTLS13, NextProtos: []string{ALPN}})
+	errc := make(chan error, 1)
+	go func() {
+		if err := srv.HandshakeContext(ctx); err != nil {
+			errc <- err
+			return
+		}
+		buf := make([]byte, 64<<10)
+		_, err := io.ReadFull(srv, buf)
+		if err == nil {
+			_, err = srv.Write(buf[:1024])
+		}
+		errc <- err
+	}()
+	if err := cli.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("provision: warm-up handshake: %w", err)
+	}
+	if _, err := cli.Write(make([]byte, 64<<10)); err != nil {
+		return fmt.Errorf("provision: warm-up write: %w", err)
+	}
+	if _, err := io.ReadFull(cli, make([]byte, 1024)); err != nil {
+		return fmt.Errorf("provision: warm-up read: %w", err)
+	}
+	if err := <-errc; err != nil {
+		return fmt.Errorf("provision: warm-up server: %w", err)
+	}
+	// The node's client certificate is checked against a CA pool.
+	pool := x509.NewCertPool()
+	pool.AddCert(client.Leaf)
+	if _, err := client.Leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return fmt.Errorf("provision: warm-up verify: %w", err)
+	}
+	return nil
+}
+
+// selfSigned makes a fresh P-256 key and a self-signed certificate for it.
+func selfSigned(name string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("generate key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("serial: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: name},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("create certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("parse certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
 // serverTLS is the warm VM's TLS configuration: a fresh self-signed
@@ -124,26 +251,12 @@ func serverTLS(clientCAPEM string) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM([]byte(clientCAPEM)) {
 		return nil, errors.New("tunnel CA: no PEM certificate")
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, err := selfSigned("peerpod-warm-vm")
 	if err != nil {
-		return nil, fmt.Errorf("generate key: %w", err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, fmt.Errorf("serial: %w", err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: "peerpod-warm-vm"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("create certificate: %w", err)
+		return nil, err
 	}
 	return &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		Certificates: []tls.Certificate{cert},
 		ClientCAs:    pool, ClientAuth: tls.RequireAndVerifyClientCert,
 		MinVersion: tls.VersionTLS13, NextProtos: []string{ALPN},
 	}, nil

@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -22,6 +23,7 @@ type fixture struct {
 
 type result struct {
 	cfg *userdata.Config
+	ln  net.Listener
 	err error
 }
 
@@ -42,8 +44,8 @@ func start(t *testing.T) *fixture {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {
-		cfg, err := Accept(ctx, ln, f.boot, nil)
-		f.got <- result{cfg, err}
+		cfg, tln, err := Accept(ctx, ln, f.boot, nil)
+		f.got <- result{cfg, tln, err}
 	}()
 	return f
 }
@@ -79,10 +81,30 @@ func TestProvisionOnce(t *testing.T) {
 	if err := Send(ctx, f.addr, f.ca.ClientTLS(), f.pod(t, nil)); err != nil {
 		t.Fatalf("send: %v", err)
 	}
+	// The node dials the tunnel the moment it hears "ok": that connection
+	// must wait for the tunnel server, untouched by provisioning.
+	next, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	if _, err := next.Write([]byte("client hello")); err != nil {
+		t.Fatal(err)
+	}
 	r := <-f.got
 	if r.err != nil {
 		t.Fatalf("accept: %v", r.err)
 	}
+	c, err := r.ln.Accept()
+	if err != nil {
+		t.Fatalf("the connection made after provisioning did not wait in the backlog: %v", err)
+	}
+	buf := make([]byte, 12)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "client hello" {
+		t.Fatalf("the connection made after provisioning was touched: %q, %v", buf, err)
+	}
+	c.Close()
 	if r.cfg.SandboxID != "sandbox-1" || r.cfg.Warm || !strings.Contains(r.cfg.Initdata, "0.1.0") {
 		t.Fatalf("provisioned config %+v", r.cfg)
 	}
@@ -146,11 +168,11 @@ func TestAcceptEndsWithContext(t *testing.T) {
 	boot := &userdata.Config{Version: userdata.Version, Warm: true, TunnelCA: string(ca.CertPEM()), Attester: userdata.AttesterFake}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-	if _, err := Accept(ctx, ln, boot, nil); !errors.Is(err, context.Canceled) {
+	if _, _, err := Accept(ctx, ln, boot, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
 	boot.Warm, boot.SandboxID = false, "x"
-	if _, err := Accept(context.Background(), ln, boot, nil); err == nil || !strings.Contains(err.Error(), "not booted warm") {
+	if _, _, err := Accept(context.Background(), ln, boot, nil); err == nil || !strings.Contains(err.Error(), "not booted warm") {
 		t.Fatalf("a VM booted for a sandbox: got %v", err)
 	}
 }
@@ -159,5 +181,13 @@ func TestSendTooLarge(t *testing.T) {
 	err := Send(context.Background(), "127.0.0.1:1", nil, make([]byte, MaxUserDataSize+1))
 	if err == nil || !strings.Contains(err.Error(), "allowed") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestWarmUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := WarmUp(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

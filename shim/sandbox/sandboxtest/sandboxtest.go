@@ -180,8 +180,9 @@ func (p *Provider) boot(vm *VM, f Faults) error {
 		boot.ListenPort = ud.Port() + 1
 	}
 	go func() {
-		pod, err := provision.Accept(ctx, ln, &boot, p.log)
+		pod, tln, err := provision.Accept(ctx, ln, &boot, p.log)
 		if err == nil {
+			ln = tln
 			p.mu.Lock()
 			vm.UserData = pod
 			f = p.faults
