@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -40,5 +41,53 @@ func (c *compiled) evalPlan(ctx context.Context, prog *irvm.Program, input ast.V
 	}
 	var v ast.Value
 	obj.Foreach(func(_, t *ast.Term) { v = t.Value })
-	return ast.JSON(v)
+	return jsonOf(v)
+}
+
+// jsonOf is ast.JSON(v), without its closure and iterator per member for
+// the shapes results have (objects with string keys, arrays, scalars);
+// anything else goes to ast.JSON.
+func jsonOf(v ast.Value) (any, error) {
+	switch x := v.(type) {
+	case ast.Null:
+		return nil, nil
+	case ast.Boolean:
+		return bool(x), nil
+	case ast.Number:
+		return json.Number(x), nil
+	case ast.String:
+		return string(x), nil
+	case *ast.Array:
+		out := make([]any, x.Len())
+		for i := range out {
+			e, err := jsonOf(x.Elem(i).Value)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = e
+		}
+		return out, nil
+	case ast.Object:
+		out := make(map[string]any, x.Len())
+		var err error
+		stopped := x.Until(func(k, t *ast.Term) bool {
+			s, ok := k.Value.(ast.String)
+			if !ok {
+				return true
+			}
+			var e any
+			if e, err = jsonOf(t.Value); err != nil {
+				return true
+			}
+			out[string(s)] = e
+			return false
+		})
+		if err != nil {
+			return nil, err
+		}
+		if !stopped {
+			return out, nil
+		}
+	}
+	return ast.JSON(irvm.Whole(v))
 }

@@ -126,3 +126,21 @@ func TestUnplannableRuleFallsBack(t *testing.T) {
 		t.Fatalf("programs = %v, want a recorded fallback to topdown", c.programs)
 	}
 }
+
+// jsonOf converts as ast.JSON does.
+func TestJSONOf(t *testing.T) {
+	for _, v := range []string{
+		`null`, `true`, `false`, `0`, `-1.5e300`, `18446744073709551616`, `""`, `"a\nb"`,
+		`[]`, `[1, "a", null, [true]]`, `{}`,
+		`{"allowed": true, "ops": [{"op": "add", "path": "/pstate/c_x", "value": 7}]}`,
+		`{"a": {"b": [1, {"c": null}]}}`,
+		`{1: "number key"}`, `{"a": {true: 1}}`, `{"s": {"z", "a"}}`, `{"x", 1}`,
+	} {
+		val := ast.MustParseTerm(v).Value
+		want, wantErr := ast.JSON(val)
+		got, err := jsonOf(val)
+		if (err != nil) != (wantErr != nil) || !reflect.DeepEqual(got, want) {
+			t.Errorf("jsonOf(%s) = %#v, %v; ast.JSON gives %#v, %v", v, got, err, want, wantErr)
+		}
+	}
+}
