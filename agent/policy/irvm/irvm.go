@@ -15,8 +15,11 @@
 // New compiles the statements once (compile.go): an opcode, resolved
 // operands and call targets. Values may be lazy (lazy.go): a request
 // encoded as it is read, and sets and arrays that statements build, made
-// into OPA values only where a use needs the whole value. Evaluation
-// states are reused, cleared, from one Eval to the next.
+// into OPA values only where a use needs the whole value. Sets of strings
+// stay in irvm's own sorted form through the operations irvm implements
+// (sets.go), and constants are read through views with Go-map members
+// (constview.go). Evaluation states are reused, cleared, from one Eval to
+// the next.
 //
 // New refuses plans it cannot run exactly (dynamic calls, non-deterministic
 // or unknown built-ins); callers then fall back to topdown.
