@@ -190,6 +190,31 @@ func (c *Client) watch(s *Session) {
 	}
 }
 
+// Adopt makes s — a session to the client's address, dialled with its
+// configuration (a probe's, say) — the client's current session, as if the
+// client had dialled it, so it need not be dialled again. It fails when the
+// client is closed or already has a session; s is then left to the caller.
+func (c *Client) Adopt(s *Session) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.ctx.Err() != nil:
+		return ErrClientClosed
+	case c.sess != nil || c.dialing != nil:
+		return fmt.Errorf("tunnel: client of %s already has a session", c.addr)
+	}
+	select {
+	case <-s.Done():
+		return fmt.Errorf("tunnel: session to %s already ended: %w", c.addr, s.Err())
+	default:
+	}
+	c.dialed = true
+	c.sess = s
+	c.wg.Add(1)
+	go c.watch(s)
+	return nil
+}
+
 // Reconnects returns how many sessions were dialled after the first.
 func (c *Client) Reconnects() uint64 { return c.reconnects.Load() }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -151,4 +152,93 @@ func TestListenAndServe(t *testing.T) {
 	if err := newTestServer(t, pki.server).ListenAndServe(context.Background(), "not an address"); err == nil {
 		t.Fatal("ListenAndServe on a bad address succeeded")
 	}
+}
+
+func TestClientAdopt(t *testing.T) {
+	pki := newTestPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	var accepted atomicCounter
+	serveOn(t, newTestServer(t, pki.server), countingListener{ln, &accepted})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	probe, err := Dial(ctx, addr, pki.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(addr, pki.client)
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Adopt(probe); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.Session(ctx); err != nil || s != probe {
+		t.Fatalf("Session() = %p, %v; want the adopted %p", s, err, probe)
+	}
+	if err := echoOnce(ctx, probe, KindHealth, []byte("adopted")); err != nil {
+		t.Fatal(err)
+	}
+	if n := accepted.load(); n != 1 {
+		t.Fatalf("%d connections accepted, want only the probe's", n)
+	}
+	other, err := Dial(ctx, addr, pki.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := c.Adopt(other); err == nil {
+		t.Fatal("a client with a session adopted another")
+	}
+	// The adopted session is watched like a dialled one: when it ends the
+	// client dials anew.
+	_ = probe.Close()
+	if err := echoOnce(ctx, mustSession(ctx, t, c, probe), KindHealth, []byte("redialled")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	if err := c.Adopt(other); !errors.Is(err, ErrClientClosed) {
+		t.Fatalf("Adopt after Close = %v", err)
+	}
+}
+
+// mustSession waits for c's session to be another than old.
+func mustSession(ctx context.Context, t *testing.T, c *Client, old *Session) *Session {
+	t.Helper()
+	for {
+		s, err := c.Session(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s != old {
+			return s
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no new session")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+type atomicCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (a *atomicCounter) add()      { a.mu.Lock(); a.n++; a.mu.Unlock() }
+func (a *atomicCounter) load() int { a.mu.Lock(); defer a.mu.Unlock(); return a.n }
+
+type countingListener struct {
+	net.Listener
+	n *atomicCounter
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.add()
+	}
+	return c, err
 }

@@ -149,6 +149,10 @@ func TestLifecycle(t *testing.T) {
 		}
 	}
 	vms := e.prov.VMs()
+	// One reachability probe and one attested session, kept for the pod.
+	if len(vms) == 1 && vms[0].Conns != 2 {
+		t.Fatalf("the VM accepted %d connections, want 2 (a TCP probe, then the session StartVM made and the pod uses)", vms[0].Conns)
+	}
 	if len(vms) != 1 {
 		t.Fatalf("%d VMs", len(vms))
 	}

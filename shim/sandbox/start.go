@@ -101,10 +101,17 @@ func (mg *Manager) StartVM(ctx context.Context, id string) error {
 		"instance_type", inst.InstanceType)
 
 	cfg := mg.tunnelConfig(s, verifier)
-	if err := mg.waitAgent(ctx, s, e, cfg); err != nil {
+	sess, err := mg.waitAgent(ctx, s, e, cfg)
+	if err != nil {
 		return mg.fail(s, e, causeOf(err), fmt.Errorf("start sandbox %s: %w", id, err))
 	}
+	// The probe's attested session serves the pod from now on: the
+	// runtime's first agent request needs no second handshake.
 	client := tunnel.NewClient(e.VMAddr, cfg)
+	if err := client.Adopt(sess); err != nil {
+		sess.Close()
+		log.Warn("probe session not kept; the first agent request dials", "err", err)
+	}
 	if err := mg.attachNet(ctx, e, client); err != nil {
 		client.Close()
 		return mg.fail(s, e, "network", fmt.Errorf("start sandbox %s: %w", id, err))
@@ -115,14 +122,6 @@ func (mg *Manager) StartVM(ctx context.Context, id string) error {
 		return mg.fail(s, e, "journal", fmt.Errorf("start sandbox %s: %w", id, err))
 	}
 	s.setClient(client)
-	mg.goBackground(func(ctx context.Context) {
-		// Dial now so the runtime's first agent request finds a session.
-		ctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		if _, err := client.Session(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("tunnel dial after start failed; the next agent request retries", "err", err)
-		}
-	})
 	took := time.Since(start)
 	mg.m.AgentReadySeconds.WithLabelValues(mg.pname).Observe(took.Seconds())
 	log.Info("sandbox running", "vm", name, "took", took.Round(time.Millisecond))
@@ -238,8 +237,9 @@ func agentReachable(ctx context.Context, addr string, limit time.Duration) error
 }
 
 // waitAgent dials the VM until its agent answers Health.Check, then sends
-// the secrets on a config stream. Attestation failures end the wait at once.
-func (mg *Manager) waitAgent(ctx context.Context, s *sandbox, e journal.Entry, cfg tunnel.Config) error {
+// the secrets on a config stream, and returns that attested session.
+// Attestation failures end the wait at once.
+func (mg *Manager) waitAgent(ctx context.Context, s *sandbox, e journal.Entry, cfg tunnel.Config) (*tunnel.Session, error) {
 	timeout := mg.opts.ProxyTimeout
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -262,14 +262,15 @@ func (mg *Manager) waitAgent(ctx context.Context, s *sandbox, e journal.Entry, c
 			reached = err == nil
 		}
 		if reached {
-			if err = mg.probe(ctx, s, e, cfg); err == nil {
-				return nil
+			var sess *tunnel.Session
+			if sess, err = mg.probe(ctx, s, e, cfg); err == nil {
+				return sess, nil
 			}
 			// An agent that went away is looked for with connects again.
 			reached = !errors.Is(err, syscall.ECONNREFUSED)
 		}
 		if errors.Is(err, attest.ErrAttestation) {
-			return fmt.Errorf("VM %s failed attestation: %w", e.VMName, err)
+			return nil, fmt.Errorf("VM %s failed attestation: %w", e.VMName, err)
 		}
 		if ctx.Err() == nil || last == nil {
 			last = err
@@ -281,37 +282,45 @@ func (mg *Manager) waitAgent(ctx context.Context, s *sandbox, e journal.Entry, c
 		case <-ctx.Done():
 			t.Stop()
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return &AgentTimeoutError{VM: e.VMName, Timeout: timeout, Last: last}
+				return nil, &AgentTimeoutError{VM: e.VMName, Timeout: timeout, Last: last}
 			}
-			return fmt.Errorf("waiting for the agent of VM %s: %w (last error: %v)", e.VMName, ctx.Err(), last)
+			return nil, fmt.Errorf("waiting for the agent of VM %s: %w (last error: %v)", e.VMName, ctx.Err(), last)
 		case <-t.C:
 		}
 	}
 }
 
-// probe makes one session, checks the agent's health and sends the secrets.
-func (mg *Manager) probe(ctx context.Context, s *sandbox, e journal.Entry, cfg tunnel.Config) error {
+// probe makes one session, checks the agent's health and sends the
+// secrets; the session is returned open when all went well.
+func (mg *Manager) probe(ctx context.Context, s *sandbox, e journal.Entry, cfg tunnel.Config) (_ *tunnel.Session, err error) {
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	sess, err := tunnel.Dial(dctx, e.VMAddr, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer sess.Close()
+	defer func() {
+		if err != nil {
+			sess.Close()
+		}
+	}()
 	conn, err := sess.Open(dctx, tunnel.KindAgent, nil)
 	if err != nil {
-		return fmt.Errorf("open agent stream: %w", err)
+		return nil, fmt.Errorf("open agent stream: %w", err)
 	}
 	tc := ttrpc.NewClient(conn)
 	resp, err := agent.NewHealthClient(tc).Check(dctx, &agent.CheckRequest{})
 	tc.Close()
 	if err != nil {
-		return fmt.Errorf("Health.Check: %w", err)
+		return nil, fmt.Errorf("Health.Check: %w", err)
 	}
 	if resp.Status == agent.HealthCheckResponse_NOT_SERVING {
-		return errors.New("Health.Check: agent is not serving")
+		return nil, errors.New("Health.Check: agent is not serving")
 	}
-	return mg.sendSecrets(dctx, s, sess, e)
+	if err := mg.sendSecrets(dctx, s, sess, e); err != nil {
+		return nil, err
+	}
+	return sess, nil
 }
 
 // sendSecrets writes the sandbox's secrets as one JSON document on a config

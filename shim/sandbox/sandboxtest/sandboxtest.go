@@ -55,6 +55,9 @@ type Faults struct {
 type VM struct {
 	provider.Instance
 	UserData *userdata.Config
+	// Conns counts the connections the VM's agent port accepted once its
+	// tunnel served (reachability probes and tunnel sessions).
+	Conns int
 	// Secrets is what the node sent on the config stream (nil until then).
 	Secrets *userdata.Secrets
 
@@ -270,9 +273,22 @@ func (p *Provider) serve(vm *VM, ud *userdata.Config, f Faults, ln net.Listener)
 	p.mu.Unlock()
 	go func() {
 		defer close(vm.done)
-		srv.Serve(ctx, ln)
+		srv.Serve(ctx, &countingListener{Listener: ln, count: func() { p.mu.Lock(); vm.Conns++; p.mu.Unlock() }})
 	}()
 	return nil
+}
+
+type countingListener struct {
+	net.Listener
+	count func()
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.count()
+	}
+	return c, err
 }
 
 type health struct{}
@@ -327,7 +343,7 @@ func (p *Provider) VMs() []VM {
 	defer p.mu.Unlock()
 	out := make([]VM, 0, len(p.vms))
 	for _, vm := range p.vms {
-		out = append(out, VM{Instance: vm.Instance, UserData: vm.UserData, Secrets: vm.Secrets})
+		out = append(out, VM{Instance: vm.Instance, UserData: vm.UserData, Secrets: vm.Secrets, Conns: vm.Conns})
 	}
 	return out
 }
