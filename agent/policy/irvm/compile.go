@@ -40,6 +40,8 @@ type instrExt struct {
 	slots atomic.Pointer[slotCache]
 	// sizeHint: the size the sets a MakeSetStmt starts grow to.
 	sizeHint atomic.Int32
+	// regex: a regex.match call's pattern, compiled (regexOf).
+	regex atomic.Pointer[compiledRegex]
 }
 
 // operand is a constant's term, or (term nil) a local.

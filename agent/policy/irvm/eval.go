@@ -583,6 +583,10 @@ func (e *evaluation) call(l locals, in *instr) (*ast.Term, error) {
 				return t, nil
 			}
 		}
+	case fastStartsWith, fastEndsWith, fastContains, fastRegexMatch, fastIsNull:
+		if t, ok := stringBuiltin(l, in); ok {
+			return t, nil
+		}
 	}
 	args := e.args[:0]
 	for _, a := range in.args {

@@ -83,6 +83,11 @@ const (
 	fastOr
 	fastConcat
 	fastAnyPrefixMatch
+	fastStartsWith
+	fastEndsWith
+	fastContains
+	fastRegexMatch
+	fastIsNull
 )
 
 // fastBuiltinOf names the built-ins irvm runs itself on some operands.
@@ -98,6 +103,16 @@ func fastBuiltinOf(name string) fastBuiltin {
 		return fastConcat
 	case "strings.any_prefix_match":
 		return fastAnyPrefixMatch
+	case "startswith":
+		return fastStartsWith
+	case "endswith":
+		return fastEndsWith
+	case "contains":
+		return fastContains
+	case "regex.match":
+		return fastRegexMatch
+	case "is_null":
+		return fastIsNull
 	}
 	return fastNone
 }

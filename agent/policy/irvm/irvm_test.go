@@ -156,6 +156,16 @@ mixed_sets := {
 	"bad_prefix": [m | m := strings.any_prefix_match(input.user, mixed_set)],
 }
 
+string_builtins := {
+	"starts": [[x | x := startswith(input.user, "al")], [x | x := startswith("alpha", input.user)], [x | x := startswith(input.user, input.numbers)]],
+	"ends": [[x | x := endswith(input.user, "ce")], [x | x := endswith(input.user, "")], [x | x := endswith(input.groups, "s")]],
+	"contains": [[x | x := contains(input.user, "o")], [x | x := contains("", input.user)], [x | x := contains(input.numbers, "1")]],
+	"null": [[x | x := is_null(input.nothing)], [x | x := is_null(input.user)], [x | x := is_null(input.groups)], [x | x := is_null(input.attrs)], [x | x := is_null(input.attrs.a9)]],
+	"regex": [x | x := regex.match(input.pattern, input.user)],
+	"regex_const": [[x | x := regex.match("^[a-c]", input.user)], [x | x := regex.match("^(?:(?:[a-z]+)\n)*$", concat("", [input.user, "\n"]))]],
+	"regex_bad": [[x | x := regex.match("(", input.user)], [x | x := regex.match("a", input.numbers)], [x | x := regex.match(input.numbers, "a")]],
+}
+
 membership := [1 in input.attrs, "x" in input.attrs, "dev" in input.groups, 12.5 in input.numbers, {"b": 1} in input.attrs]
 `
 
@@ -164,17 +174,17 @@ var queries = []string{
 	"sum_doubles", "pairs", "nested", "with_user", "with_data", "state_name", "no_state",
 	"regexes", "numbers_equal", "big", "obj_get", "filtered", "json_text", "set_ops", "sorted",
 	"formatted", "a.b.c", "a", "conflict", "ops", "missing_field", "types", "membership", "differences",
-	"string_sets", "user_prefix", "mixed_sets",
+	"string_sets", "user_prefix", "mixed_sets", "string_builtins",
 }
 
 var inputs = []string{
-	`{"user": "alice", "groups": ["dev", "admins"], "numbers": [1, 5, 20], "attrs": {"a1": 1, "b2": "x", "a3": [true]}, "nothing": null}`,
-	`{"user": "alice", "blocked": true, "groups": [], "numbers": [], "attrs": {}}`,
-	`{"user": "bob", "groups": ["ops", "very-long-group"], "numbers": [11, 12.5], "attrs": {"a": {"b": 1}}}`,
-	`{"user": "carol", "groups": ["x"], "numbers": [3], "attrs": {"a9": null}}`,
+	`{"user": "alice", "groups": ["dev", "admins"], "numbers": [1, 5, 20], "attrs": {"a1": 1, "b2": "x", "a3": [true]}, "nothing": null, "pattern": "^al"}`,
+	`{"user": "alice", "blocked": true, "pattern": "^b", "groups": [], "numbers": [], "attrs": {}}`,
+	`{"user": "bob", "groups": ["ops", "very-long-group"], "numbers": [11, 12.5], "attrs": {"a": {"b": 1}}, "pattern": "["}`,
+	`{"user": "carol", "groups": ["x"], "numbers": [3], "attrs": {"a9": null}, "pattern": "c.r+"}`,
 	`{"user": "", "groups": "not-a-list", "numbers": [1], "attrs": []}`,
 	`{}`,
-	`{"user": "dave", "groups": ["zz", "dev", "b", "dev", "a", "b"], "numbers": [2, 2, 1, 5], "attrs": {"a1": "x"}}`,
+	`{"user": "dave", "pattern": 7, "groups": ["zz", "dev", "b", "dev", "a", "b"], "numbers": [2, 2, 1, 5], "attrs": {"a1": "x"}}`,
 }
 
 func TestAgreesWithTopdown(t *testing.T) {
