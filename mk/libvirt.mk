@@ -24,7 +24,7 @@ demo:
 ## bench-libvirt: pod VM start figures (docs/benchmarks.md, ## libvirt)
 bench-libvirt: podvm-image podvm-image-tcpinit
 	PEERPOD_E2E=1 $(GO) test -count=1 -timeout 40m -run '^$$' -bench StartVM -benchtime 10x ./test/e2e/
-	PEERPOD_E2E=1 $(GO) test -count=1 -timeout 20m -run '^$$' -bench FivePods -benchtime 1x ./test/e2e/
+	PEERPOD_E2E=1 $(GO) test -count=1 -timeout 20m -run '^$$' -bench 'FivePods' -benchtime 1x ./test/e2e/
 
 ## bench-oci-runtime: pod start steps with runc and with crun in the pod VM, alternating (docs/benchmarks.md, ## libvirt)
 bench-oci-runtime:
