@@ -67,17 +67,29 @@ func stringBuiltin(l locals, in *instr) (*ast.Term, bool) {
 			// strict built-in errors see no value).
 			return nil, true
 		}
-		return ast.InternedTerm(re.re.MatchString(y)), true
+		return ast.InternedTerm(re.match(y)), true
 	}
 	return nil, false
 }
 
 // compiledRegex is a pattern as regexp.Compile (what OPA's regex.match
-// uses) compiled it, or the error it gave.
+// uses) compiled it, or the error it gave, and its dfa (dfa.go) when it
+// has one.
 type compiledRegex struct {
 	pattern string
 	re      *regexp.Regexp
 	err     error
+	dfa     *dfa
+}
+
+// match reports whether the pattern matches text (as re.MatchString).
+func (c *compiledRegex) match(text string) bool {
+	if c.dfa != nil {
+		if matched, ok := c.dfa.match(text); ok {
+			return matched
+		}
+	}
+	return c.re.MatchString(text)
 }
 
 // regexOf returns pattern compiled, from the statement's cache when it
@@ -91,6 +103,9 @@ func (in *instr) regexOf(pattern string) *compiledRegex {
 	}
 	re, err := regexp.Compile(pattern)
 	c := &compiledRegex{pattern: pattern, re: re, err: err}
+	if err == nil {
+		c.dfa = newDFA(pattern)
+	}
 	in.regex.Store(c)
 	return c
 }

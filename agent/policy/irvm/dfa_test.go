@@ -1,0 +1,116 @@
+package irvm
+
+import (
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// The dfa must answer as regexp's MatchString does, for every pattern it
+// takes.
+
+var dfaPatterns = []string{
+	`^[a-z]+$`, `[a-z]+`, `a`, ``, `^`, `$`, `^$`, `$^`, `\A`, `\z`, `x*$`, `^x*`, `a|b|^c|d$`,
+	`(?i)straße`, `(?i)^k$`, `[^a]`, `.`, `(?s).`, `^.+$`, `^(?s:.+)$`, `a.c`, `^(?:ab|a)*c$`,
+	`^(?:(?:[A-Z0-9_]+?_PORT=[0-9]+|HOSTNAME=[a-z]+)\n)*$`, `é+`, `[\p{Greek}]+x`, `\x{FFFD}`,
+	`^é+$`, `(a*)*b`, `a{2,3}$`, `^a{0}$`, `(?U)a+?b`, `[[:alpha:]]+\d`, `\pL`, `^\QA.B\E$`,
+	// assertions a dfa does not take: regexp matches these
+	`\bfoo\b`, `(?m)^a$`, `\B`,
+}
+
+var dfaTexts = []string{
+	"", "a", "b", "abc", "ABC", "xyz", "x", "xx\n", "\n", "a\nb", "STRASSE", "straße", "Straße", "k", "K", "\u212a",
+	"ac", "abac", "ababc", "aabc", "ab\nc", "é", "éé", "eé", "ê", "éê", "αβγx", "\xff", "\xffx", "a\xffc", "\xef\xbf\xbd",
+	"aab", "aaab", "aaaa", "ab", "A.B", "AxB", "foo bar", "foobar",
+	"KUBERNETES_PORT=443\nHOSTNAME=web\n", "KUBERNETES_PORT=443\nHOSTNAME=web", "HOSTNAME=Web\n", "A_B_PORT=1\n",
+}
+
+func TestDFAMatchesRegexp(t *testing.T) {
+	for _, p := range dfaPatterns {
+		re := regexp.MustCompile(p)
+		c := &compiledRegex{pattern: p, re: re, dfa: newDFA(p)}
+		if c.dfa == nil && !strings.Contains(p, `\b`) && !strings.Contains(p, `\B`) && !strings.Contains(p, "(?m)") {
+			t.Errorf("%q: no dfa", p)
+		}
+		for _, s := range dfaTexts {
+			// Twice: the second match runs on the states the first made.
+			for range 2 {
+				if got, want := c.match(s), re.MatchString(s); got != want {
+					t.Errorf("%q matching %q: %v, regexp %v", p, s, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestDFAStateLimit: a dfa that would need more states than it keeps
+// leaves the match to regexp, with the same answer.
+func TestDFAStateLimit(t *testing.T) {
+	const p = `a.{12}$` // about 2^12 states
+	re := regexp.MustCompile(p)
+	c := &compiledRegex{pattern: p, re: re, dfa: newDFA(p)}
+	var b strings.Builder
+	x := uint32(1)
+	for range 20000 {
+		x = x*1664525 + 1013904223
+		b.WriteByte("ab"[x>>31])
+	}
+	text := b.String()
+	if _, ok := c.dfa.match(text); ok {
+		t.Fatalf("the dfa matched %d bytes of %q within %d states", len(text), p, maxDFAStates)
+	}
+	for _, s := range []string{text, text + "a123456789012", text[:100]} {
+		if got, want := c.match(s), re.MatchString(s); got != want {
+			t.Errorf("match of %d bytes: %v, regexp %v", len(s), got, want)
+		}
+	}
+	if n := len(c.dfa.states); n > maxDFAStates {
+		t.Errorf("%d states kept, at most %d", n, maxDFAStates)
+	}
+}
+
+// TestDFAConcurrent: evaluations share a statement's dfa (go test -race).
+func TestDFAConcurrent(t *testing.T) {
+	const p = `^(?:[a-z]+[0-9]*\n)*$`
+	re := regexp.MustCompile(p)
+	d := newDFA(p)
+	texts := []string{"abc\nx1\n", "abc\n1x\n", "zz99\n", "é\n", ""}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				s := texts[(g+i)%len(texts)]
+				got, ok := d.match(s)
+				if !ok || got != re.MatchString(s) {
+					t.Errorf("%q: %v %v", s, got, ok)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func FuzzDFA(f *testing.F) {
+	for _, p := range dfaPatterns {
+		for _, s := range dfaTexts[:8] {
+			f.Add(p, s)
+		}
+	}
+	f.Fuzz(func(t *testing.T, p, s string) {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			return
+		}
+		d := newDFA(p)
+		if d == nil {
+			return
+		}
+		if got, ok := d.match(s); ok && got != re.MatchString(s) {
+			t.Errorf("%q matching %q: %v, regexp %v", p, s, got, !got)
+		}
+	})
+}
