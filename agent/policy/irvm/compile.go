@@ -42,6 +42,9 @@ type instrExt struct {
 	sizeHint atomic.Int32
 	// regex: a regex.match call's pattern, compiled (regexOf).
 	regex atomic.Pointer[compiledRegex]
+	// scanKey, scanValue: the locals a scan sets for each element
+	// (scanCopies).
+	scanKey, scanValue ir.Local
 }
 
 // operand is a constant's term, or (term nil) a local.
@@ -98,11 +101,81 @@ func (p *Program) compileBlocks(bs []*ir.Block) []*block {
 }
 
 func (p *Program) compileBlock(b *ir.Block) *block {
-	cb := &block{instrs: make([]instr, len(b.Stmts))}
-	for i, s := range b.Stmts {
-		p.compileStmt(&cb.instrs[i], s)
+	cb := &block{instrs: make([]instr, 0, len(b.Stmts))}
+	for i := 0; i < len(b.Stmts); i++ {
+		cb.instrs = append(cb.instrs, instr{})
+		in := &cb.instrs[len(cb.instrs)-1]
+		p.compileStmt(in, b.Stmts[i])
+		if i+1 < len(b.Stmts) {
+			if t, ok := p.fusedCopy(b.Stmts[i], b.Stmts[i+1]); ok {
+				in.target = t
+				i++
+			}
+		}
 	}
 	return cb
+}
+
+// The planner writes most values to a local of their own and copies that
+// into the local its users read (a dot into x, then y := x). When the
+// statement after one that sets x is such a copy, and x is set and read
+// nowhere else in the function, the statement sets y itself and the copy
+// is dropped: it ran right after it (a block leaves at a failing
+// statement, before the copy too), and nothing else sees x.
+
+// localUse is how often a function's statements read and write a local.
+type localUse struct{ reads, writes int }
+
+// localUses counts the uses of the locals in blocks; fixed locals (the
+// parameters, the return value, input and data) count as read and written
+// from outside.
+func localUses(blocks []*ir.Block, fixed ...ir.Local) map[ir.Local]localUse {
+	uses := map[ir.Local]localUse{}
+	for _, l := range fixed {
+		uses[l] = localUse{reads: 1, writes: 1}
+	}
+	walkBlocks(blocks, func(s ir.Stmt) {
+		stmtLocals(s, func(l ir.Local) {
+			u := uses[l]
+			u.reads++
+			uses[l] = u
+		}, func(l ir.Local) {
+			u := uses[l]
+			u.writes++
+			uses[l] = u
+		})
+	})
+	return uses
+}
+
+// fusedCopy returns the local that s should set instead of its own when
+// next copies that one and nothing else uses it.
+func (p *Program) fusedCopy(s, next ir.Stmt) (ir.Local, bool) {
+	cp, ok := next.(*ir.AssignVarStmt)
+	if !ok {
+		return 0, false
+	}
+	src, ok := cp.Source.Value.(ir.Local)
+	if !ok {
+		return 0, false
+	}
+	var target ir.Local
+	switch s := s.(type) {
+	case *ir.DotStmt:
+		target = s.Target
+	case *ir.CallStmt:
+		target = s.Result
+	case *ir.LenStmt:
+		target = s.Target
+	case *ir.AssignVarStmt:
+		target = s.Target
+	default:
+		return 0, false
+	}
+	if target != src || p.uses[src] != (localUse{reads: 1, writes: 1}) {
+		return 0, false
+	}
+	return cp.Target, true
 }
 
 func (p *Program) operand(o ir.Operand) operand {
@@ -153,7 +226,8 @@ func (p *Program) compileStmt(in *instr, s ir.Stmt) {
 	case *ir.BreakStmt:
 		in.op = opBreak
 	case *ir.ScanStmt:
-		in.op, in.a, in.blocks = opScan, local(s.Source), []*block{p.compileBlock(s.Block)}
+		body := p.scanCopies(in, s)
+		in.op, in.a, in.blocks = opScan, local(s.Source), []*block{p.compileBlock(body)}
 	case *ir.NotStmt:
 		in.op, in.blocks = opNot, []*block{p.compileBlock(s.Block)}
 	case *ir.WithStmt:
@@ -205,4 +279,36 @@ func (p *Program) compileStmt(in *instr, s ir.Stmt) {
 	default:
 		in.op = opUnsupported
 	}
+}
+
+// scanCopies sets the locals scan s writes each element's key and value
+// to, and returns the body to compile. A scan's body usually starts by
+// copying its key and value into other locals; when nothing else reads
+// the scan's own, the scan sets those others and the copies are dropped.
+func (p *Program) scanCopies(in *instr, s *ir.ScanStmt) *ir.Block {
+	in.scanKey, in.scanValue = s.Key, s.Value
+	stmts := s.Block.Stmts
+	for range 2 {
+		if len(stmts) == 0 {
+			break
+		}
+		cp, ok := stmts[0].(*ir.AssignVarStmt)
+		if !ok || cp.Target == s.Key || cp.Target == s.Value {
+			break
+		}
+		src, ok := cp.Source.Value.(ir.Local)
+		if !ok || p.uses[src] != (localUse{reads: 1, writes: 1}) {
+			break
+		}
+		switch {
+		case src == s.Key && in.scanKey == s.Key:
+			in.scanKey = cp.Target
+		case src == s.Value && in.scanValue == s.Value:
+			in.scanValue = cp.Target
+		default:
+			return &ir.Block{Stmts: stmts}
+		}
+		stmts = stmts[1:]
+	}
+	return &ir.Block{Stmts: stmts}
 }

@@ -429,8 +429,7 @@ func (e *evaluation) scan(l locals, in *instr) (signal, error) {
 
 // scanOf is what a scan's body needs of it.
 func scanOf(in *instr) scanInstr {
-	s := in.s.(*ir.ScanStmt)
-	return scanInstr{key: s.Key, value: s.Value, body: in.blocks[0]}
+	return scanInstr{key: in.scanKey, value: in.scanValue, body: in.blocks[0]}
 }
 
 type scanInstr struct {

@@ -61,6 +61,9 @@ type Program struct {
 	badOperand error
 	// ndots is the number of dots with a constant key (instr.dot).
 	ndots int
+	// uses counts the reads and writes of each local of the function
+	// being compiled (compile.go fusedCopy).
+	uses map[ir.Local]localUse
 }
 
 // callTarget is what a CallStmt calls: a planned function or a built-in.
@@ -200,10 +203,13 @@ func New(policy *ir.Policy) (*Program, error) {
 		return nil, err
 	}
 	p.markPure()
+	p.uses = localUses(p.plan.Blocks, ir.Input, ir.Data)
 	p.blocks = p.compileBlocks(p.plan.Blocks)
 	for _, f := range p.funcs {
+		p.uses = localUses(f.fn.Blocks, append(f.fn.Params, f.fn.Return)...)
 		f.blocks = p.compileBlocks(f.fn.Blocks)
 	}
+	p.uses = nil
 	if p.badOperand != nil {
 		return nil, p.badOperand
 	}
