@@ -13,7 +13,11 @@
 // (a policy's constant policy_data, say) once for the program's life.
 //
 // New compiles the statements once (compile.go): an opcode, resolved
-// operands and call targets. Values may be lazy (lazy.go): a request
+// operands and call targets; a copy of a local nothing else reads is
+// folded into the statement that sets it, or into the scan whose key or
+// value it copies. Built-ins on strings run on Go strings (strings.go),
+// and regex.match on a dfa made from the pattern's compiled program
+// (dfa.go). Values may be lazy (lazy.go): a request
 // encoded as it is read, and sets and arrays that statements build, made
 // into OPA values only where a use needs the whole value. Sets of strings
 // stay in irvm's own sorted form through the operations irvm implements
