@@ -638,10 +638,13 @@ func (e *evaluation) callFunc(l locals, f *function, in *instr) (*ast.Term, erro
 // constant returns a pure function's value, computing it on first use (in
 // an evaluation of its own, so one caller's cancellation is not cached).
 func (e *evaluation) constant(f *function) (*ast.Term, error) {
+	if c := f.val.Load(); c != nil {
+		return c.t, nil
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.known {
-		return f.val, nil
+	if c := f.val.Load(); c != nil {
+		return c.t, nil
 	}
 	sub := &evaluation{p: e.p, ctx: context.WithoutCancel(e.ctx), bctx: e.bctx,
 		memo: make([]*ast.Term, e.p.nfuncs), done: make([]bool, e.p.nfuncs), dots: make([]objDot, e.p.ndots)}
@@ -655,7 +658,7 @@ func (e *evaluation) constant(f *function) (*ast.Term, error) {
 	// In irvm's own form for constants (constview.go): dots into it find
 	// their member in a Go map.
 	t = constView(materialize(t))
-	f.val, f.known = t, true
+	f.val.Store(&constValue{t})
 	return t, nil
 }
 

@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
@@ -131,11 +132,14 @@ type function struct {
 	size   int      // locals it uses
 	// pure: reads neither input nor data, calls only pure functions and
 	// deterministic built-ins, has no with: its value never changes.
-	pure  bool
-	mu    sync.Mutex
-	known bool
-	val   *ast.Term
+	pure bool
+	// val is a pure function's value once known (computed under mu).
+	mu  sync.Mutex
+	val atomic.Pointer[constValue]
 }
+
+// constValue is a pure function's value (nil: undefined).
+type constValue struct{ t *ast.Term }
 
 // unsupported reports the built-ins that need evaluator state this package
 // does not provide, or that relate one input to many outputs.
