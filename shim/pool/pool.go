@@ -72,11 +72,14 @@ type Pool struct {
 	opts Options
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	vms    map[string]*warmVM // by provider ID
-	wake   chan struct{}
-	closed bool
-	wg     sync.WaitGroup
+	mu  sync.Mutex
+	vms map[string]*warmVM // by provider ID
+	// handing are the VMs taken and not yet handed over (Handed), with
+	// when they were taken.
+	handing map[string]time.Time
+	wake    chan struct{}
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 // New checks opts and returns a pool that does nothing until Run.
@@ -109,7 +112,8 @@ func New(opts Options) (*Pool, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Pool{opts: opts, log: log.With("component", "warm-pool"), vms: map[string]*warmVM{}, wake: make(chan struct{}, 1)}, nil
+	return &Pool{opts: opts, log: log.With("component", "warm-pool"), vms: map[string]*warmVM{},
+		handing: map[string]time.Time{}, wake: make(chan struct{}, 1)}, nil
 }
 
 // Size is the number of warm VMs the pool keeps.
@@ -134,7 +138,20 @@ func (p *Pool) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		p.mu.Lock()
 		short := p.opts.Size - len(p.vms)
+		wait := p.handoverWait()
 		p.mu.Unlock()
+		if short > 0 && wait > 0 {
+			// A VM being handed over would share the host with a boot
+			// started now (libvirt: the same CPUs); refill after it.
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+			case <-p.wake:
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
 		if short > 0 {
 			if err := p.add(ctx); err != nil {
 				if ctx.Err() != nil {
@@ -333,8 +350,10 @@ func (p *Pool) Fits(types []string, res provider.Resources, image string) bool {
 }
 
 // Take hands out a warm VM, a booted one first; false when the pool has
-// none. The pool boots a replacement. The caller owns the VM from now on
-// (deleting it is the caller's job).
+// none. The caller owns the VM from now on (deleting it is the caller's
+// job) and calls Handed once it has handed the VM its sandbox, or given
+// up: the pool boots the replacement then (or after MaxHandover), so the
+// boot does not compete with the handover for the host.
 func (p *Pool) Take() (VM, bool) {
 	p.mu.Lock()
 	var pick *warmVM
@@ -348,12 +367,44 @@ func (p *Pool) Take() (VM, bool) {
 		return VM{}, false
 	}
 	delete(p.vms, pick.ID)
+	p.handing[pick.ID] = time.Now()
 	vm := pick.VM
 	p.mu.Unlock()
 	pick.cancel()
 	p.changed()
 	p.poke()
 	return vm, true
+}
+
+// MaxHandover bounds how long a take holds back its replacement when the
+// taker does not call Handed.
+const MaxHandover = 30 * time.Second
+
+// Handed tells the pool that the VM with id, taken earlier, is handed over
+// (or given up): its replacement may boot.
+func (p *Pool) Handed(id string) {
+	p.mu.Lock()
+	_, ok := p.handing[id]
+	delete(p.handing, id)
+	p.mu.Unlock()
+	if ok {
+		p.poke()
+	}
+}
+
+// handoverWait is how long the oldest handover in progress may still hold
+// refills back (0: none does); p.mu is held.
+func (p *Pool) handoverWait() time.Duration {
+	var wait time.Duration
+	for id, at := range p.handing {
+		left := MaxHandover - time.Since(at)
+		if left <= 0 {
+			delete(p.handing, id)
+			continue
+		}
+		wait = max(wait, left)
+	}
+	return wait
 }
 
 // Owns reports whether vm is one of the pool's own (not yet taken) VMs.

@@ -138,6 +138,7 @@ func TestFillTakeRefillDrain(t *testing.T) {
 	if p.Owns(vm.Instance) {
 		t.Fatal("the pool still owns a VM it handed out")
 	}
+	p.Handed(vm.ID)
 	waitFor(t, "a replacement", func() bool { return len(prov.VMs()) == 3 })
 	stop()
 	vms := prov.VMs()
@@ -228,4 +229,22 @@ func TestNewRejects(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+func TestRefillWaitsForHandover(t *testing.T) {
+	prov := sandboxtest.New(nil)
+	t.Cleanup(prov.Close)
+	p := newPool(t, prov, prov.Port, nil)
+	run(t, p)
+	waitFor(t, "a warm VM", func() bool { return len(prov.VMs()) == 1 })
+	vm, ok := p.Take()
+	if !ok {
+		t.Fatal("no VM to take")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if creates, _ := prov.Counts(); creates != 1 {
+		t.Fatalf("%d creates while the taken VM was being handed over, want the replacement held back", creates)
+	}
+	p.Handed(vm.ID)
+	waitFor(t, "the replacement after the handover", func() bool { c, _ := prov.Counts(); return c == 2 })
 }

@@ -85,10 +85,10 @@ func (mg *Manager) StartVM(ctx context.Context, id string) error {
 	if err != nil {
 		return mg.fail(s, e, "warm", fmt.Errorf("start sandbox %s: %w", id, err))
 	}
-	if inst == nil {
-		if inst, e, err = mg.createVM(ctx, s, e, name, ud); err != nil {
-			return err
-		}
+	if inst != nil {
+		defer mg.handed(inst.ID) // the pool's replacement boots after this start
+	} else if inst, e, err = mg.createVM(ctx, s, e, name, ud); err != nil {
+		return err
 	}
 	if len(inst.IPs) == 0 {
 		return mg.fail(s, e, "provider", fmt.Errorf("start sandbox %s: VM %s (%s) has no IP address", id, e.VMName, inst.ID))

@@ -98,6 +98,14 @@ func (mg *Manager) ownsTakenWarm(vm provider.Instance) bool {
 	return false
 }
 
+// handed tells the pool that StartVM is done with the warm VM id, so its
+// replacement may boot.
+func (mg *Manager) handed(id string) {
+	if p := mg.warmPool(); p != nil {
+		p.Handed(id)
+	}
+}
+
 // takeWarm hands out a warm VM for the sandbox e when the pool has one
 // that fits.
 func (mg *Manager) takeWarm(e journal.Entry) (pool.VM, bool) {
@@ -149,7 +157,8 @@ func (mg *Manager) provisionWarm(ctx context.Context, s *sandbox, e journal.Entr
 // data (pod, VMName set here). It returns nil and e unchanged when there
 // is none, or when the VM refused or failed to take the sandbox (it is
 // then deleted, and the caller boots a new VM). An error means the
-// sandbox's record could not be kept; e then names the VM for fail.
+// sandbox's record could not be kept; e then names the VM for fail. After
+// a hit the caller calls handed once the VM serves the sandbox (or failed).
 func (mg *Manager) startWarm(ctx context.Context, s *sandbox, e journal.Entry, pod userdata.Config) (*provider.Instance, journal.Entry, error) {
 	vm, ok := mg.takeWarm(e)
 	if !ok {
@@ -158,6 +167,7 @@ func (mg *Manager) startWarm(ctx context.Context, s *sandbox, e journal.Entry, p
 	cold := e
 	e.State, e.VMName, e.VMID, e.VMAddr, e.InstanceType = journal.Provisioning, vm.Name, vm.ID, vm.Addr, vm.InstanceType
 	if err := mg.put(s, e); err != nil {
+		mg.handed(vm.ID)
 		return nil, e, fmt.Errorf("journal warm VM %s: %w", vm.Name, err)
 	}
 	pod.VMName = vm.Name
@@ -172,6 +182,7 @@ func (mg *Manager) startWarm(ctx context.Context, s *sandbox, e journal.Entry, p
 			return &inst, e, nil
 		}
 	}
+	mg.handed(vm.ID)
 	if ctx.Err() != nil {
 		return nil, e, fmt.Errorf("warm VM %s: %w", vm.Name, err)
 	}
