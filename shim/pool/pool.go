@@ -43,6 +43,9 @@ type Options struct {
 	// BootTimeout is how long a warm VM may take to answer on Port before
 	// it is replaced (default 5m).
 	BootTimeout time.Duration
+	// CheckInterval is how often a booted warm VM's port is checked
+	// (default 30s).
+	CheckInterval time.Duration
 	// RetryMin and RetryMax bound the pause after a failed create
 	// (defaults 1s and 5m, doubling).
 	RetryMin, RetryMax time.Duration
@@ -98,6 +101,9 @@ func New(opts Options) (*Pool, error) {
 	}
 	if opts.BootTimeout <= 0 {
 		opts.BootTimeout = 5 * time.Minute
+	}
+	if opts.CheckInterval <= 0 {
+		opts.CheckInterval = 30 * time.Second
 	}
 	if opts.RetryMin <= 0 {
 		opts.RetryMin = time.Second
@@ -245,29 +251,60 @@ func (p *Pool) add(ctx context.Context) error {
 	return nil
 }
 
-// watch waits for w to answer on its port; one that does not within
-// BootTimeout is deleted (and so replaced).
+// watch waits for w to answer on its port, then keeps checking it every
+// CheckInterval. One that does not answer within BootTimeout, or stops
+// answering for checkFailures checks in a row, is deleted (and so replaced):
+// a take must not find a dead VM.
 func (p *Pool) watch(ctx context.Context, w *warmVM, start time.Time) {
 	defer p.wg.Done()
 	deadline := time.Now().Add(p.opts.BootTimeout)
-	for time.Now().Before(deadline) {
-		d := net.Dialer{Timeout: 250 * time.Millisecond}
-		c, err := d.DialContext(ctx, "tcp", w.Addr)
-		if err == nil {
-			c.Close()
-			p.mu.Lock()
-			w.Ready = true
-			p.mu.Unlock()
-			p.changed()
-			p.log.Info("warm VM ready", "vm", w.Name, "after", time.Since(start).Round(time.Millisecond))
+	for !reachable(ctx, w.Addr) {
+		if time.Now().After(deadline) {
+			p.retire(w, fmt.Sprintf("it did not answer on its port within %v", p.opts.BootTimeout))
 			return
 		}
 		if !sleep(ctx, 100*time.Millisecond) {
 			return // taken or closing
 		}
 	}
+	p.mu.Lock()
+	w.Ready = true
+	p.mu.Unlock()
+	p.changed()
+	p.log.Info("warm VM ready", "vm", w.Name, "after", time.Since(start).Round(time.Millisecond))
+	failed := 0
+	for sleep(ctx, p.opts.CheckInterval) {
+		if reachable(ctx, w.Addr) {
+			failed = 0
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if failed++; failed == checkFailures {
+			p.retire(w, fmt.Sprintf("it stopped answering on its port (%d checks)", checkFailures))
+			return
+		}
+	}
+}
+
+// checkFailures is how many failed checks in a row retire a booted warm VM.
+const checkFailures = 3
+
+func reachable(ctx context.Context, addr string) bool {
+	d := net.Dialer{Timeout: 250 * time.Millisecond}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// retire deletes w unless it was taken meanwhile.
+func (p *Pool) retire(w *warmVM, why string) {
 	if p.remove(w.ID) {
-		p.delete(w.ID, w.Name, fmt.Sprintf("it did not answer on its port within %v", p.opts.BootTimeout))
+		p.delete(w.ID, w.Name, why)
 	}
 }
 

@@ -248,3 +248,21 @@ func TestRefillWaitsForHandover(t *testing.T) {
 	p.Handed(vm.ID)
 	waitFor(t, "the replacement after the handover", func() bool { c, _ := prov.Counts(); return c == 2 })
 }
+
+func TestDeadWarmVMIsReplaced(t *testing.T) {
+	prov := sandboxtest.New(nil)
+	t.Cleanup(prov.Close)
+	p := newPool(t, prov, prov.Port, func(o *Options) { o.CheckInterval = 20 * time.Millisecond })
+	run(t, p)
+	waitFor(t, "a ready warm VM", func() bool { return p.Status().Ready == 1 })
+	dead := prov.VMs()[0]
+	// The VM's agent goes away (a crash in the guest); the domain stays.
+	prov.Stop(dead.ID)
+	waitFor(t, "the dead VM replaced", func() bool {
+		vms := prov.VMs()
+		return len(vms) == 1 && vms[0].ID != dead.ID
+	})
+	if p.Owns(dead.Instance) {
+		t.Fatal("the pool still holds the dead VM")
+	}
+}

@@ -98,6 +98,10 @@ func (mg *Manager) ownsTakenWarm(vm provider.Instance) bool {
 	return false
 }
 
+// warmAnswerTimeout bounds the handover to a warm VM that had booted: it
+// answered before, so one that does not now is given up for a new VM.
+const warmAnswerTimeout = 30 * time.Second
+
 // handed tells the pool that StartVM is done with the warm VM id, so its
 // replacement may boot.
 func (mg *Manager) handed(id string) {
@@ -126,9 +130,14 @@ func (mg *Manager) takeWarm(e journal.Entry) (pool.VM, bool) {
 }
 
 // provisionWarm sends the sandbox's user data to the warm VM at e.VMAddr,
-// waiting for it to boot if it has not yet. A refusal ends it at once.
-func (mg *Manager) provisionWarm(ctx context.Context, s *sandbox, e journal.Entry, ud []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, mg.opts.ProxyTimeout)
+// waiting for it to boot if it has not yet (booted false). A refusal ends
+// it at once; a VM that had booted gets warmAnswerTimeout to answer.
+func (mg *Manager) provisionWarm(ctx context.Context, s *sandbox, e journal.Entry, ud []byte, booted bool) error {
+	timeout := mg.opts.ProxyTimeout
+	if booted {
+		timeout = min(timeout, warmAnswerTimeout)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var backoff time.Duration
 	for {
@@ -175,7 +184,7 @@ func (mg *Manager) startWarm(ctx context.Context, s *sandbox, e journal.Entry, p
 	if err == nil {
 		start := time.Now()
 		s.log.Info("handing the sandbox to a warm VM", "vm", vm.Name, "vm_id", vm.ID, "addr", vm.Addr, "booted", vm.Ready)
-		if err = mg.provisionWarm(ctx, s, e, ud); err == nil {
+		if err = mg.provisionWarm(ctx, s, e, ud, vm.Ready); err == nil {
 			mg.m.WarmStarts.WithLabelValues("hit").Inc()
 			mg.event(e, "PeerPodVMCreated", false, "warm VM %s (%s) took the sandbox in %s", vm.Name, vm.ID, time.Since(start).Round(time.Millisecond))
 			inst := vm.Instance

@@ -337,6 +337,17 @@ func (p *Provider) List(ctx context.Context, tags map[string]string) ([]provider
 	return out, nil
 }
 
+// Stop stops the agent of the VM with id, leaving the VM listed (an agent
+// that crashed in a VM that still runs).
+func (p *Provider) Stop(id string) {
+	p.mu.Lock()
+	vm, ok := p.vms[id]
+	p.mu.Unlock()
+	if ok {
+		p.stopVM(vm)
+	}
+}
+
 // VMs returns a copy of the current VMs.
 func (p *Provider) VMs() []VM {
 	p.mu.Lock()
