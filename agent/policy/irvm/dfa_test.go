@@ -114,3 +114,32 @@ func FuzzDFA(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRegexMatch compares the dfa with regexp's MatchString on a
+// policy's pattern for the runtime's environment variables, one line
+// each (policygen's env_lines_regex), on a pod's eight runtime lines.
+func BenchmarkRegexMatch(b *testing.B) {
+	const name = `[A-Z0-9_]+?_(?:SERVICE_HOST=[0-9a-fA-F.:]+|SERVICE_PORT(?:_[A-Z0-9_]+)?=[0-9]+|` +
+		`PORT=(?:tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+|PORT_[0-9]+_(?:TCP|UDP|SCTP)(?:` +
+		`=(?:tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:[0-9]+|_PROTO=(?:tcp|udp|sctp)|_PORT=[0-9]+|_ADDR=[0-9a-fA-F.:]+))`
+	const pattern = "^(?:(?:HOSTNAME=[A-Za-z0-9.-]+|TERM=xterm|" + name + ")\n)*$"
+	text := strings.Join([]string{"HOSTNAME=web", "KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443",
+		"KUBERNETES_PORT=tcp://10.96.0.1:443", "KUBERNETES_PORT_443_TCP=tcp://10.96.0.1:443",
+		"KUBERNETES_PORT_443_TCP_PROTO=tcp", "KUBERNETES_PORT_443_TCP_PORT=443", "KUBERNETES_PORT_443_TCP_ADDR=10.96.0.1"}, "\n") + "\n"
+	re := regexp.MustCompile(pattern)
+	d := newDFA(pattern)
+	b.Run("regexp", func(b *testing.B) {
+		for b.Loop() {
+			if !re.MatchString(text) {
+				b.Fatal("no match")
+			}
+		}
+	})
+	b.Run("dfa", func(b *testing.B) {
+		for b.Loop() {
+			if m, ok := d.match(text); !m || !ok {
+				b.Fatal("no match")
+			}
+		}
+	})
+}

@@ -62,12 +62,46 @@ func str(t *ast.Term) string { return string(t.Value.(ast.String)) }
 func compareStrings(a, b *ast.Term) int { return strings.Compare(str(a), str(b)) }
 
 // sortStrings sorts string terms and drops repeats, in place.
+//
+// A set a policy builds from a request is mostly in order already (a
+// container's variables as the pod declares them, then the few the runtime
+// adds), so the elements are taken in turn into a sorted prefix, an element
+// out of order found its place by binary search: about n + k·log n
+// comparisons for k elements out of order, where a general sort makes
+// n·log n. A longer slice with many out of order is sorted in general.
 func sortStrings(elems []*ast.Term) []*ast.Term {
-	if !slices.IsSortedFunc(elems, compareStrings) {
-		slices.SortFunc(elems, compareStrings)
+	inserted := 0
+	for i := 1; i < len(elems); i++ {
+		x := elems[i]
+		if compareStrings(elems[i-1], x) <= 0 {
+			continue
+		}
+		if inserted++; inserted > maxInserts && len(elems) > maxInsertionSort {
+			slices.SortFunc(elems, compareStrings)
+			break
+		}
+		// The first of elems[:i] after x.
+		lo, hi := 0, i-1
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if compareStrings(elems[m], x) > 0 {
+				hi = m
+			} else {
+				lo = m + 1
+			}
+		}
+		copy(elems[lo+1:i+1], elems[lo:i])
+		elems[lo] = x
 	}
 	return slices.CompactFunc(elems, func(a, b *ast.Term) bool { return str(a) == str(b) })
 }
+
+// A slice of up to maxInsertionSort elements is always sorted by
+// insertion, a longer one until maxInserts elements were out of order.
+const (
+	maxInsertionSort = 64
+	maxInserts       = 8
+)
 
 // searchStrings reports whether sorted holds x.
 func searchStrings(sorted []*ast.Term, x *ast.Term) bool {

@@ -197,3 +197,46 @@ func TestStringSetsAcrossEvaluations(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestSortStrings: sorted by insertion or in general, with repeats, the
+// result is the sorted distinct strings.
+func TestSortStrings(t *testing.T) {
+	x := uint32(7)
+	next := func(n uint32) uint32 {
+		x = x*1664525 + 1013904223
+		return (x >> 8) % n
+	}
+	for _, size := range []int{0, 1, 2, 3, 12, 33, 64, 65, 200, 1000} {
+		for _, shape := range []string{"random", "sorted", "reversed", "sorted with a tail", "few values"} {
+			var in []string
+			for i := range size {
+				switch shape {
+				case "random":
+					in = append(in, fmt.Sprintf("k%d", next(100000)))
+				case "sorted":
+					in = append(in, fmt.Sprintf("k%06d", i))
+				case "reversed":
+					in = append(in, fmt.Sprintf("k%06d", size-i))
+				case "sorted with a tail":
+					if i < size*3/4 {
+						in = append(in, fmt.Sprintf("S%06d", i))
+					} else {
+						in = append(in, fmt.Sprintf("K%d", next(1000)))
+					}
+				case "few values":
+					in = append(in, fmt.Sprintf("v%d", next(5)))
+				}
+			}
+			want := slices.Compact(slices.Sorted(slices.Values(in)))
+			got := sortStrings(stringTerms(in...))
+			if len(got) != len(want) {
+				t.Fatalf("%s, %d: %d strings, want %d", shape, size, len(got), len(want))
+			}
+			for i := range want {
+				if str(got[i]) != want[i] {
+					t.Fatalf("%s, %d: at %d %s, want %s", shape, size, i, str(got[i]), want[i])
+				}
+			}
+		}
+	}
+}
