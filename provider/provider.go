@@ -32,7 +32,8 @@ type Provider interface {
 type CreateRequest struct {
 	// Name is the VM name (see VMName); unique per sandbox and stable across retries.
 	Name string
-	// SandboxID is the Kata sandbox id the VM belongs to.
+	// SandboxID is the Kata sandbox id the VM belongs to; a warm VM, booted
+	// before its sandbox exists, has its own Name here.
 	SandboxID string
 	// Tags are put on the VM and on every resource made for it (see Tags).
 	Tags map[string]string

@@ -28,7 +28,7 @@ type Options struct {
 	// Size is how many warm VMs to keep (WARM_POOL_SIZE); 0 disables the pool.
 	Size int
 	// Template is every warm VM's request: instance types, resources and
-	// image. Name, SandboxID, Tags and UserData are set per VM.
+	// image. Name, SandboxID (the name), Tags and UserData are set per VM.
 	Template provider.CreateRequest
 	// UserData encodes the warm user data for the VM called name.
 	UserData func(name string) ([]byte, error)
@@ -46,6 +46,9 @@ type Options struct {
 	// CheckInterval is how often a booted warm VM's port is checked
 	// (default 30s).
 	CheckInterval time.Duration
+	// Reachable tells whether a VM's tunnel port (host:port) answers
+	// (default: a TCP connect bounded to 250 ms).
+	Reachable func(ctx context.Context, addr string) bool
 	// RetryMin and RetryMax bound the pause after a failed create
 	// (defaults 1s and 5m, doubling).
 	RetryMin, RetryMax time.Duration
@@ -101,6 +104,9 @@ func New(opts Options) (*Pool, error) {
 	}
 	if opts.BootTimeout <= 0 {
 		opts.BootTimeout = 5 * time.Minute
+	}
+	if opts.Reachable == nil {
+		opts.Reachable = reachable
 	}
 	if opts.CheckInterval <= 0 {
 		opts.CheckInterval = 30 * time.Second
@@ -221,7 +227,9 @@ func (p *Pool) add(ctx context.Context) error {
 		return fmt.Errorf("warm VM %s: user data: %w", name, err)
 	}
 	req := p.opts.Template
-	req.Name, req.SandboxID, req.UserData = name, "", ud
+	// No sandbox yet: the VM's unique name stands in where providers key
+	// their idempotency on it (EC2's client token). No sandbox tag is set.
+	req.Name, req.SandboxID, req.UserData = name, name, ud
 	req.Tags = provider.Tags(provider.Owner{ClusterID: p.opts.ClusterID, Node: p.opts.NodeName}, p.opts.Tags)
 	req.Tags[provider.TagWarm] = "true"
 	start := time.Now()
@@ -258,7 +266,7 @@ func (p *Pool) add(ctx context.Context) error {
 func (p *Pool) watch(ctx context.Context, w *warmVM, start time.Time) {
 	defer p.wg.Done()
 	deadline := time.Now().Add(p.opts.BootTimeout)
-	for !reachable(ctx, w.Addr) {
+	for !p.opts.Reachable(ctx, w.Addr) {
 		if time.Now().After(deadline) {
 			p.retire(w, fmt.Sprintf("it did not answer on its port within %v", p.opts.BootTimeout))
 			return
@@ -274,7 +282,7 @@ func (p *Pool) watch(ctx context.Context, w *warmVM, start time.Time) {
 	p.log.Info("warm VM ready", "vm", w.Name, "after", time.Since(start).Round(time.Millisecond))
 	failed := 0
 	for sleep(ctx, p.opts.CheckInterval) {
-		if reachable(ctx, w.Addr) {
+		if p.opts.Reachable(ctx, w.Addr) {
 			failed = 0
 			continue
 		}
