@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/peerpod/peerpod/agent/policy/internal/slab"
+	"github.com/peerpod/peerpod/agent/policy/irvm"
 )
 
 // The policy input is the request shaped as the Kata agent shapes it (the
@@ -70,6 +71,8 @@ type fieldPlan struct {
 }
 
 type messagePlan struct {
+	// layout stands for the plan in irvm's slot caches (lazyMessage).
+	layout irvm.Layout
 	fields []fieldPlan
 	index  map[string]int // input key → fields index
 	// goType is the generated struct whose fields are read directly;

@@ -74,7 +74,7 @@ func (l *lazyMessage) Member(key *ast.Term) *ast.Term {
 
 // Layout is the message's plan: the slot of a member is its field plan's
 // index (irvm.Slotted).
-func (l *lazyMessage) Layout() any { return l.plan }
+func (l *lazyMessage) Layout() *irvm.Layout { return &l.plan.layout }
 
 // Slot returns the index of key's field plan, -1 when the message has no
 // such input key.
@@ -97,7 +97,11 @@ func (l *lazyMessage) MemberAt(i int) *ast.Term {
 	}
 	f := &l.plan.fields[i]
 	var t *ast.Term
+	direct := l.rv.IsValid() && f.goKind != goNone
 	switch {
+	case direct && f.goKind != goMessages && f.goKind != goStrings && f.goKind != goStringMap && f.goKind != goMessage:
+		// A scalar read from the struct: the most common member.
+		t = l.e.direct(l.rv.Field(f.goIndex), f)
 	case l.rv.IsValid() && f.goKind == goMessages:
 		if v := l.rv.Field(f.goIndex); v.Len() > 0 {
 			ll := l.e.lists.Next()

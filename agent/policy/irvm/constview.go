@@ -35,7 +35,8 @@ type constObject struct {
 // constShape is the keys of objects of one shape: the index of each
 // string key among the members.
 type constShape struct {
-	keys map[string]int
+	layout Layout
+	keys   map[string]int
 }
 
 type constMember struct {
@@ -117,7 +118,7 @@ func (c *constObject) Member(key *ast.Term) *ast.Term {
 // Layout is the object's shape: a dot with a constant key keeps the slot
 // it found in an object of that shape (irvm.Slotted), and the objects of
 // a constant's list (policy_data's mounts, say) mostly share one.
-func (c *constObject) Layout() any { return c.shape }
+func (c *constObject) Layout() *Layout { return &c.shape.layout }
 
 // Slot is the index of key's member, -1 when there is none: a string key
 // is found in the map, any other as the object finds it.

@@ -92,7 +92,7 @@ var (
 	nullTerm  = ast.InternedNullTerm
 )
 
-// cancelEvery is how many statements run between context checks.
+// cancelEvery is about how many statements run between context checks.
 const cancelEvery = 1 << 12
 
 // operand returns o's value, made whole if it is Lazy.
@@ -132,13 +132,14 @@ func outer(sig signal, levels uint32) (signal, bool) {
 }
 
 func (e *evaluation) block(l locals, b *block) (signal, error) {
-	for i := range b.instrs {
-		e.steps++
-		if e.steps%cancelEvery == 0 {
-			if err := e.ctx.Err(); err != nil {
-				return done, err
-			}
+	// Statements are counted a block at a time.
+	if e.steps += len(b.instrs); e.steps >= cancelEvery {
+		e.steps = 0
+		if err := e.ctx.Err(); err != nil {
+			return done, err
 		}
+	}
+	for i := range b.instrs {
 		in := &b.instrs[i]
 		// The most frequent statements, without a call of stmt (and its
 		// large frame).

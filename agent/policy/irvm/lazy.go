@@ -73,12 +73,18 @@ func (c *LazyCell) Term(l Lazy) *ast.Term {
 type Slotted interface {
 	Lazy
 	// Layout identifies the keys and their slots: values of one layout
-	// have the same slot for the same key. It must be comparable.
-	Layout() any
+	// have the same slot for the same key.
+	Layout() *Layout
 	// Slot returns key's slot in the layout, -1 when there is none.
 	Slot(key *ast.Term) int
 	// MemberAt returns the member in slot (as Member of its key does).
 	MemberAt(slot int) *ast.Term
+}
+
+// Layout stands for one layout of Slotted values (a record type's): values
+// of one layout give the same *Layout, compared by pointer.
+type Layout struct {
+	_ byte // not zero-sized: distinct Layouts have distinct addresses
 }
 
 // lazyValue makes a Lazy an ast.Value; whole is its whole value's term,
@@ -91,7 +97,7 @@ type lazyValue struct {
 
 // slotCache is the slot of a dot's constant key in one layout.
 type slotCache struct {
-	layout any
+	layout *Layout
 	slot   int
 }
 

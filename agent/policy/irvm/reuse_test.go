@@ -229,13 +229,18 @@ func TestSetBuilder(t *testing.T) {
 
 // record is a Slotted object whose layout is its key order.
 type record struct {
-	layout *[]string
+	layout *recordLayout
 	vals   []*ast.Term
 }
 
-func (r *record) Layout() any { return r.layout }
+type recordLayout struct {
+	Layout
+	keys []string
+}
+
+func (r *record) Layout() *Layout { return &r.layout.Layout }
 func (r *record) Slot(key *ast.Term) int {
-	for i, k := range *r.layout {
+	for i, k := range r.layout.keys {
 		if key.Equal(ast.StringTerm(k)) {
 			return i
 		}
@@ -254,7 +259,7 @@ func (r *record) Members(f func(k, v *ast.Term) bool) {
 }
 func (r *record) Materialize() ast.Value {
 	obj := ast.NewObject()
-	for i, k := range *r.layout {
+	for i, k := range r.layout.keys {
 		obj.Insert(ast.StringTerm(k), r.vals[i])
 	}
 	return obj
@@ -270,10 +275,10 @@ func TestSlottedDot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nameFirst, idFirst := []string{"name", "id"}, []string{"id", "name"}
+	nameFirst, idFirst := &recordLayout{keys: []string{"name", "id"}}, &recordLayout{keys: []string{"id", "name"}}
 	for i := range 3 {
-		a := &record{layout: &nameFirst, vals: []*ast.Term{ast.StringTerm(fmt.Sprintf("a%d", i)), ast.InternedTerm(1)}}
-		b := &record{layout: &idFirst, vals: []*ast.Term{ast.InternedTerm(2), ast.StringTerm(fmt.Sprintf("b%d", i))}}
+		a := &record{layout: nameFirst, vals: []*ast.Term{ast.StringTerm(fmt.Sprintf("a%d", i)), ast.InternedTerm(1)}}
+		b := &record{layout: idFirst, vals: []*ast.Term{ast.InternedTerm(2), ast.StringTerm(fmt.Sprintf("b%d", i))}}
 		in := ast.NewObject(ast.Item(ast.StringTerm("a"), LazyTerm(a)), ast.Item(ast.StringTerm("b"), LazyTerm(b)))
 		rs, err := p.Eval(ctx, in, nil)
 		if err != nil || len(rs) != 1 {
