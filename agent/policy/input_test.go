@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/peerpod/peerpod/agent/policy/irvm"
@@ -271,5 +273,43 @@ func TestLazyInputMatchesWhole(t *testing.T) {
 		}
 		root, _ := irvm.AsLazy((&encoder{}).lazyMessage(m).Value)
 		walk("", root, whole)
+	}
+}
+
+// One dot statement reading messages of two types (a function called on
+// mounts and on namespaces, whose type_ fields sit in different slots)
+// finds each one's own member.
+func TestSlotsAcrossMessageTypes(t *testing.T) {
+	ctx := context.Background()
+	_, req := benchPolicy(t)
+	const module = "package t\nimport rego.v1\nkind(x) := x.type_\n" +
+		"x := [[kind(m) | some m in input.OCI.Mounts], [kind(n) | some n in input.OCI.Linux.Namespaces], [kind(m) | some m in input.OCI.Mounts]]"
+	prog, err := irvm.Compile(ctx, rego.Query("x = data.t.x"), rego.Module("t.rego", module))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pq, err := rego.New(rego.Query("data.t.x"), rego.Module("t.rego", module)).PrepareForEval(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(Input(req.ProtoReflect())))
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("topdown: %v, %v", rs, err)
+	}
+	want, err := ast.InterfaceToValue(rs[0].Expressions[0].Value)
+	if err != nil || want.Compare(ast.NewArray()) == 0 {
+		t.Fatalf("topdown: %v, %v", want, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got, err := prog.Eval(ctx, LazyInput(req.ProtoReflect()), nil)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("irvm: %v, %v", got, err)
+		}
+		if v := got[0].(ast.Object).Get(ast.StringTerm("x")); ast.Compare(v.Value, want) != 0 {
+			t.Fatalf("irvm %v, topdown %v", v, want)
+		}
 	}
 }
