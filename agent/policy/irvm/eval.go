@@ -168,14 +168,14 @@ func (e *evaluation) block(l locals, b *block) (signal, error) {
 			l[in.target] = t
 			continue
 		case opEqual:
-			a, b := operandOf(l, in.a), operandOf(l, in.b)
-			if a == nil || b == nil || !equal(a, b) {
+			ra, rb := raw(l, in.a), raw(l, in.b)
+			if ra == nil || rb == nil || lengthsDiffer(ra, rb) || !equal(materialize(ra), materialize(rb)) {
 				return failed, nil
 			}
 			continue
 		case opNotEqual:
-			a, b := operandOf(l, in.a), operandOf(l, in.b)
-			if a == nil || b == nil || equal(a, b) {
+			ra, rb := raw(l, in.a), raw(l, in.b)
+			if ra == nil || rb == nil || !lengthsDiffer(ra, rb) && equal(materialize(ra), materialize(rb)) {
 				return failed, nil
 			}
 			continue
@@ -726,6 +726,36 @@ func equal(a, b *ast.Term) bool {
 		}
 	}
 	return ast.Compare(a.Value, b.Value) == 0
+}
+
+// lengthsDiffer reports whether a and b are arrays of different lengths
+// (so unequal) known without making a lazy one whole: a request's list,
+// an array being built.
+func lengthsDiffer(a, b *ast.Term) bool {
+	_, lazyA := a.Value.(*lazyValue)
+	_, lazyB := b.Value.(*lazyValue)
+	if !lazyA && !lazyB {
+		return false
+	}
+	na, ok := arrayLen(a)
+	if !ok {
+		return false
+	}
+	nb, ok := arrayLen(b)
+	return ok && na != nb
+}
+
+// arrayLen is the length of an array, lazy or whole.
+func arrayLen(t *ast.Term) (int, bool) {
+	switch v := t.Value.(type) {
+	case *lazyValue:
+		if n, ok := v.Lazy.(interface{ Len() int }); ok && v.Type() == "array" {
+			return n.Len(), true
+		}
+	case *ast.Array:
+		return v.Len(), true
+	}
+	return 0, false
 }
 
 // typeOf is t's type name ("" when undefined), without making a lazy

@@ -166,6 +166,16 @@ string_builtins := {
 	"regex_bad": [[x | x := regex.match("(", input.user)], [x | x := regex.match("a", input.numbers)], [x | x := regex.match(input.numbers, "a")]],
 }
 
+array_eq := {
+	"same": [1 | input.numbers == [1, 5, 20]], "empty": [1 | input.numbers == []], "groups": [1 | input.groups == ["x"]],
+	"built": [1 | [n | some n in input.numbers] == [3]], "built_empty": [1 | [n | some n in input.numbers] == []],
+	"ne": [1 | input.numbers != [1]], "ne_built": [1 | [n | some n in input.numbers] != []],
+	"ne_same": [1 | input.numbers != [3]], "not_array": [1 | input.attrs != [1]],
+	"built_input": [1 | [n | some n in input.numbers] == input.numbers], "filtered_input": [1 | [n | some n in input.numbers; n > 1] == input.numbers],
+	"ne_filtered": [1 | [n | some n in input.numbers; n > 1] != input.numbers], "ne_groups": [1 | input.groups != [g | some g in input.groups]],
+	"ne_attrs": [1 | input.attrs != [x | some x in input.attrs]],
+}
+
 membership := [1 in input.attrs, "x" in input.attrs, "dev" in input.groups, 12.5 in input.numbers, {"b": 1} in input.attrs]
 `
 
@@ -174,7 +184,7 @@ var queries = []string{
 	"sum_doubles", "pairs", "nested", "with_user", "with_data", "state_name", "no_state",
 	"regexes", "numbers_equal", "big", "obj_get", "filtered", "json_text", "set_ops", "sorted",
 	"formatted", "a.b.c", "a", "conflict", "ops", "missing_field", "types", "membership", "differences",
-	"string_sets", "user_prefix", "mixed_sets", "string_builtins",
+	"string_sets", "user_prefix", "mixed_sets", "string_builtins", "array_eq",
 }
 
 var inputs = []string{
