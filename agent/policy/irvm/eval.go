@@ -324,6 +324,13 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 		}
 		set.Add(v)
 	case opLen:
+		// A lazy collection that knows its length is not made whole.
+		if lz, ok := value(raw(l, in.a)).(*lazyValue); ok {
+			if n, ok := lz.Lazy.(interface{ Len() int }); ok {
+				l[in.target] = ast.InternedTerm(n.Len())
+				break
+			}
+		}
 		n, ok := length(value(operandOf(l, in.a)))
 		if !ok {
 			return failed, nil

@@ -166,6 +166,17 @@ string_builtins := {
 	"regex_bad": [[x | x := regex.match("(", input.user)], [x | x := regex.match("a", input.numbers)], [x | x := regex.match(input.numbers, "a")]],
 }
 
+is_empty([]) := true
+
+pair([a, _]) := a
+
+len_patterns := {
+	"pair": [p | p := pair([n | some n in input.numbers])], "pair_input": [p | p := pair(input.numbers)],
+	"pair_groups": [p | p := pair(input.groups)],
+	"empty": [e | e := is_empty([n | some n in input.numbers; n > 4])], "empty_groups": [e | e := is_empty(input.groups)],
+	"empty_attrs": [e | e := is_empty(input.attrs)],
+}
+
 array_eq := {
 	"same": [1 | input.numbers == [1, 5, 20]], "empty": [1 | input.numbers == []], "groups": [1 | input.groups == ["x"]],
 	"built": [1 | [n | some n in input.numbers] == [3]], "built_empty": [1 | [n | some n in input.numbers] == []],
@@ -184,7 +195,7 @@ var queries = []string{
 	"sum_doubles", "pairs", "nested", "with_user", "with_data", "state_name", "no_state",
 	"regexes", "numbers_equal", "big", "obj_get", "filtered", "json_text", "set_ops", "sorted",
 	"formatted", "a.b.c", "a", "conflict", "ops", "missing_field", "types", "membership", "differences",
-	"string_sets", "user_prefix", "mixed_sets", "string_builtins", "array_eq",
+	"string_sets", "user_prefix", "mixed_sets", "string_builtins", "array_eq", "len_patterns",
 }
 
 var inputs = []string{
