@@ -11,6 +11,7 @@ import (
 
 	"github.com/peerpod/peerpod/provider"
 	"github.com/peerpod/peerpod/shim/annotations"
+	"github.com/peerpod/peerpod/shim/reconcile"
 	"github.com/peerpod/peerpod/shim/sandbox"
 	"github.com/peerpod/peerpod/shim/sandbox/sandboxtest"
 )
@@ -202,4 +203,40 @@ func warmUserData(t *testing.T, e *env) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// The reconciler deletes VMs no sandbox owns: warm VMs, in the pool or
+// taken by a sandbox, are owned; a warm VM nobody keeps is not.
+func TestReconcilerAndWarmVMs(t *testing.T) {
+	e := newEnv(t)
+	m := e.manager(t, func(o *sandbox.Options) { o.WarmPoolSize = 1 })
+	m.StartWarmPool()
+	ctx := ctxT(t, time.Minute)
+	waitVMs(t, e, "one warm VM", func(v []sandboxtest.VM) bool { return len(warmVMs(v)) == 1 })
+	id := "3123456789abcdef0123456789abcdef"
+	if _, err := m.CreateVM(ctx, id, warmAnnotations("web"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.StartVM(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	waitVMs(t, e, "the taken VM and a replacement", func(v []sandboxtest.VM) bool { return len(v) == 2 })
+	// A warm VM of this node that neither the pool nor a sandbox keeps.
+	tags := provider.Tags(provider.Owner{ClusterID: "c1", Node: "node-a"}, nil)
+	tags[provider.TagWarm] = "true"
+	stray, err := e.prov.Create(ctx, provider.CreateRequest{Name: "podvm-warm-stray", SandboxID: "podvm-warm-stray", Tags: tags, UserData: warmUserData(t, e)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := reconcile.New(e.prov, m, reconcile.Options{Selector: m.Selector(), Grace: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphans, err := rec.Scan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(orphans) != 1 || orphans[0].ID != stray.ID {
+		t.Fatalf("orphans %+v, want only the stray warm VM %s", orphans, stray.ID)
+	}
 }
