@@ -62,8 +62,23 @@ func newWorld(t *testing.T) *world {
 	vm("podvm-leak-bbbbbbbb", "node-1", "bbbbbbbb")
 	vm("podvm-gone-cccccccc", "node-1", "cccccccc")
 	vm("podvm-other-dddddddd", "node-2", "dddddddd")
+	// Warm VMs carry no sandbox tag: one taken by a sandbox (the journal
+	// names it), one no sandbox took.
+	warm := func(name string) {
+		u, _ := userdata.Encode(&userdata.Config{Version: 1, Warm: true, TunnelCA: "x", Attester: "fake"})
+		tags := provider.Tags(provider.Owner{ClusterID: "c1", Node: "node-1"}, nil)
+		tags[provider.TagWarm] = "true"
+		inst, err := prov.Create(context.Background(), provider.CreateRequest{Name: name, SandboxID: name, UserData: u, Tags: tags})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.ids[name] = inst.ID
+	}
+	warm("podvm-warm-taken")
+	warm("podvm-warm-idle")
 	for _, e := range []journal.Entry{
 		{SandboxID: "aaaaaaaa", State: journal.Running, PodName: "web", PodNamespace: "ns", VMName: "podvm-web-aaaaaaaa", VMID: w.ids["podvm-web-aaaaaaaa"], AgentSocket: "/x"},
+		{SandboxID: "11111111", State: journal.Running, PodName: "api", PodNamespace: "ns", VMName: "podvm-warm-taken", VMID: w.ids["podvm-warm-taken"], AgentSocket: "/z"},
 		// A failed sandbox does not own the VM its record still names.
 		{SandboxID: "cccccccc", State: journal.Failed, PodName: "gone", VMName: "podvm-gone-cccccccc", VMID: w.ids["podvm-gone-cccccccc"], Error: "boom", AgentSocket: "/y"},
 	} {
@@ -107,7 +122,8 @@ func TestVMsMarksOrphans(t *testing.T) {
 	for _, r := range rows {
 		got[r.Name] = r.Orphan
 	}
-	want := map[string]bool{"podvm-web-aaaaaaaa": false, "podvm-leak-bbbbbbbb": true, "podvm-gone-cccccccc": true}
+	want := map[string]bool{"podvm-web-aaaaaaaa": false, "podvm-leak-bbbbbbbb": true, "podvm-gone-cccccccc": true,
+		"podvm-warm-taken": false, "podvm-warm-idle": true}
 	if len(got) != len(want) {
 		t.Fatalf("rows %v, want %v (another node's VM must not be listed)", got, want)
 	}
@@ -117,7 +133,7 @@ func TestVMsMarksOrphans(t *testing.T) {
 		}
 	}
 	table, err := w.run(t, "vms")
-	if err != nil || strings.Count(table, "ORPHAN") != 2 || !strings.Contains(table, "running") {
+	if err != nil || strings.Count(table, "ORPHAN") != 3 || !strings.Contains(table, "running") {
 		t.Fatalf("table (%v):\n%s", err, table)
 	}
 }
@@ -130,11 +146,11 @@ func TestGC(t *testing.T) {
 		wantText string
 	}{
 		{"dry run deletes nothing", []string{"gc", "--dry-run", "--min-age", "0s"},
-			[]string{"podvm-web-aaaaaaaa", "podvm-leak-bbbbbbbb", "podvm-gone-cccccccc", "podvm-other-dddddddd"}, "would delete podvm-leak-bbbbbbbb"},
+			[]string{"podvm-web-aaaaaaaa", "podvm-leak-bbbbbbbb", "podvm-gone-cccccccc", "podvm-other-dddddddd", "podvm-warm-taken", "podvm-warm-idle"}, "would delete podvm-leak-bbbbbbbb"},
 		{"young orphans are left", []string{"gc", "--min-age", "1h"},
-			[]string{"podvm-web-aaaaaaaa", "podvm-leak-bbbbbbbb", "podvm-gone-cccccccc", "podvm-other-dddddddd"}, "leaving podvm-leak-bbbbbbbb"},
+			[]string{"podvm-web-aaaaaaaa", "podvm-leak-bbbbbbbb", "podvm-gone-cccccccc", "podvm-other-dddddddd", "podvm-warm-taken", "podvm-warm-idle"}, "leaving podvm-leak-bbbbbbbb"},
 		{"deletes orphans only", []string{"gc", "--min-age", "0s"},
-			[]string{"podvm-web-aaaaaaaa", "podvm-other-dddddddd"}, "deleting podvm-gone-cccccccc"},
+			[]string{"podvm-web-aaaaaaaa", "podvm-other-dddddddd", "podvm-warm-taken"}, "deleting podvm-gone-cccccccc"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,8 +183,8 @@ func TestGCRefusesCorruptJournal(t *testing.T) {
 	if _, err := w.run(t, "gc", "--min-age", "0s"); err == nil {
 		t.Fatal("gc ran over a corrupt journal")
 	}
-	if n := len(w.names()); n != 4 {
-		t.Fatalf("%d VMs left, want 4", n)
+	if n := len(w.names()); n != 6 {
+		t.Fatalf("%d VMs left, want 6", n)
 	}
 }
 
@@ -206,7 +222,7 @@ func TestStatus(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if rep.Source != "journal" || rep.Unreachable == "" || len(rep.Sandboxes) != 2 || rep.Attester != "fake" {
+	if rep.Source != "journal" || rep.Unreachable == "" || len(rep.Sandboxes) != 3 || rep.Attester != "fake" {
 		t.Fatalf("journal status %+v", rep)
 	}
 	if _, err := w.run(t, "status", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), "-o") {

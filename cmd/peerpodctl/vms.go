@@ -41,19 +41,23 @@ func (o journalOwners) load() (map[string]*journal.Entry, error) {
 	return out, nil
 }
 
-// owner returns the journal entry owning vm, or nil.
+// owner returns the journal entry owning vm, or nil. A warm VM (no
+// sandbox tag) is owned by the sandbox whose record names it; one no
+// sandbox took is an orphan here (peerpodd's own pool is not in the journal).
 func owner(entries map[string]*journal.Entry, vm provider.Instance) *journal.Entry {
-	e, ok := entries[vm.Tags[provider.TagSandbox]]
-	if !ok {
+	if vm.Tags[provider.TagWarm] == "true" {
+		for _, e := range entries {
+			if e.VMName == vm.Name && e.OwnsVM(vm.ID, vm.Name) {
+				return e
+			}
+		}
 		return nil
 	}
-	switch e.State {
-	case journal.Provisioning, journal.Running, journal.Stopping:
-		if e.VMID == "" || e.VMID == vm.ID || e.VMName == vm.Name {
-			return e
-		}
+	e, ok := entries[vm.Tags[provider.TagSandbox]]
+	if !ok || !e.OwnsVM(vm.ID, vm.Name) {
+		return nil
 	}
-	return nil
+	return e
 }
 
 // Owns implements reconcile.Owners, reading the journal afresh each time
