@@ -45,9 +45,10 @@ const connTimeout = 30 * time.Second
 
 // Accept serves provisioning connections on ln until one delivers user
 // data that completes boot (see userdata.Config.Provisioned) and returns
-// it, with the listener the tunnel is to be served on: ln, less nothing —
-// a connection the node made once it had its answer is handed on, never
-// served as provisioning. Bad user data is answered with the reason and
+// it with the listener to serve the tunnel on: ln, handing on first a
+// connection it accepted after its answer (the node dials the tunnel only
+// once it heard "ok", so such a connection is the tunnel's and is never
+// served as provisioning). Bad user data is answered with the reason and
 // the VM keeps waiting.
 func Accept(ctx context.Context, ln net.Listener, boot *userdata.Config, log *slog.Logger) (*userdata.Config, net.Listener, error) {
 	if !boot.Warm {
