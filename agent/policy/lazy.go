@@ -2,6 +2,8 @@ package policy
 
 import (
 	"reflect"
+	"slices"
+	"unsafe"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -113,7 +115,7 @@ func (l *lazyMessage) MemberAt(i int) *ast.Term {
 	case l.rv.IsValid() && f.goKind == goStrings:
 		if v := l.rv.Field(f.goIndex); v.Len() > 0 {
 			ls := l.e.strLists.Next()
-			*ls = lazyStrings{e: l.e, rv: v}
+			*ls = lazyStrings{e: l.e, ss: stringSlice(v)}
 			t = ls.cell.Term(ls)
 		} else {
 			t = ast.InternedEmptyArray
@@ -251,16 +253,32 @@ func isMessage(fd protoreflect.FieldDescriptor) bool {
 type lazyStrings struct {
 	cell  irvm.LazyCell
 	e     *encoder
-	rv    reflect.Value
+	ss    []string
 	elems []*ast.Term
+}
+
+// stringSlice returns the []string that v (a []string field, read
+// directly) holds: the field itself when v is addressable, as it is in a
+// struct reached through its pointer, else a copy.
+func stringSlice(v reflect.Value) []string {
+	if v.CanAddr() {
+		// The field's type is []string or a slice of a string kind
+		// (kindOf), laid out alike.
+		return *(*[]string)(unsafe.Pointer(v.UnsafeAddr()))
+	}
+	ss := make([]string, v.Len())
+	for i := range ss {
+		ss[i] = v.Index(i).String()
+	}
+	return ss
 }
 
 func (l *lazyStrings) elem(i int) *ast.Term {
 	if l.elems == nil {
-		l.elems = l.e.ptrs.Take(l.rv.Len())
+		l.elems = l.e.ptrs.Take(len(l.ss))
 	}
 	if l.elems[i] == nil {
-		l.elems[i] = l.e.str(l.rv.Index(i).String())
+		l.elems[i] = l.e.str(l.ss[i])
 	}
 	return l.elems[i]
 }
@@ -269,7 +287,7 @@ func (l *lazyStrings) elem(i int) *ast.Term {
 func (l *lazyStrings) Type() string { return "array" }
 
 // Len is the list's length.
-func (l *lazyStrings) Len() int { return l.rv.Len() }
+func (l *lazyStrings) Len() int { return len(l.ss) }
 
 func (l *lazyStrings) Member(key *ast.Term) *ast.Term {
 	n, ok := key.Value.(ast.Number)
@@ -277,7 +295,7 @@ func (l *lazyStrings) Member(key *ast.Term) *ast.Term {
 		return nil
 	}
 	i, ok := n.Int()
-	if !ok || i < 0 || i >= l.rv.Len() {
+	if !ok || i < 0 || i >= len(l.ss) {
 		return nil
 	}
 	return l.elem(i)
@@ -287,7 +305,7 @@ func (l *lazyStrings) Member(key *ast.Term) *ast.Term {
 func (l *lazyStrings) Elem(i int) *ast.Term { return l.elem(i) }
 
 func (l *lazyStrings) Members(f func(k, v *ast.Term) bool) {
-	for i := range l.rv.Len() {
+	for i := range l.ss {
 		if f(ast.InternedTerm(i), l.elem(i)) {
 			return
 		}
@@ -297,16 +315,11 @@ func (l *lazyStrings) Members(f func(k, v *ast.Term) bool) {
 // ContainsString reports whether an element is s, without encoding the
 // elements (irvm.StringSearcher).
 func (l *lazyStrings) ContainsString(s string) bool {
-	for i := range l.rv.Len() {
-		if l.rv.Index(i).String() == s {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(l.ss, s)
 }
 
 func (l *lazyStrings) Materialize() ast.Value {
-	for i := range l.rv.Len() {
+	for i := range l.ss {
 		l.elem(i)
 	}
 	return ast.NewArray(l.elems...)
