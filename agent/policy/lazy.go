@@ -318,6 +318,17 @@ func (l *lazyStrings) ContainsString(s string) bool {
 	return slices.Contains(l.ss, s)
 }
 
+// EqualTo reports whether other is a list of the same strings
+// (irvm.Equaler): a rule function called on two such lists need not run
+// twice.
+func (l *lazyStrings) EqualTo(other irvm.Lazy) (equal, known bool) {
+	o, ok := other.(*lazyStrings)
+	if !ok {
+		return false, false
+	}
+	return slices.Equal(l.ss, o.ss), true
+}
+
 func (l *lazyStrings) Materialize() ast.Value {
 	for i := range l.ss {
 		l.elem(i)

@@ -71,6 +71,12 @@ func TestPlannedMatchesTopdown(t *testing.T) {
 		},
 		"sandbox name": func(r *agent.CreateContainerRequest) { r.OCI.Annotations["io.kubernetes.cri.sandbox-name"] = "web2" },
 		"image":        func(r *agent.CreateContainerRequest) { r.Storages[0].Source = "registry.example/app:latest" },
+		"effective capability": func(r *agent.CreateContainerRequest) {
+			r.OCI.Process.Capabilities.Effective = append(r.OCI.Process.Capabilities.Effective, "CAP_SYS_ADMIN")
+		},
+		"permitted capability": func(r *agent.CreateContainerRequest) {
+			r.OCI.Process.Capabilities.Permitted[3] = "CAP_SYS_MODULE"
+		},
 		"capability": func(r *agent.CreateContainerRequest) {
 			r.OCI.Process.Capabilities.Bounding = append(r.OCI.Process.Capabilities.Bounding, "CAP_SYS_ADMIN")
 		},

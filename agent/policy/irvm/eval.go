@@ -21,6 +21,9 @@ type evaluation struct {
 	// this evaluation (done says which), by function index.
 	memo []*ast.Term
 	done []bool
+	// calls holds calls of functions with arguments in this
+	// evaluation, by function index (argmemo.go).
+	calls [][]argCall
 	// dots holds what dots with a constant key found (dotObject).
 	dots []objDot
 	// The sets, arrays and objects being built: their builders live in
@@ -494,10 +497,10 @@ func (e *evaluation) with(l locals, in *instr) (signal, error) {
 		t = upsert(materialize(saved), path, t)
 	}
 	l[s.Local] = t
-	memo, done := e.memo, e.done
-	e.memo, e.done = make([]*ast.Term, e.p.nfuncs), make([]bool, e.p.nfuncs)
+	memo, done, calls := e.memo, e.done, e.calls
+	e.memo, e.done, e.calls = make([]*ast.Term, e.p.nfuncs), make([]bool, e.p.nfuncs), make([][]argCall, e.p.nfuncs)
 	sig, err := e.block(l, in.blocks[0])
-	e.memo, e.done = memo, done
+	e.memo, e.done, e.calls = memo, done, calls
 	l[s.Local] = saved
 	if err != nil {
 		return signal{}, err
@@ -632,6 +635,19 @@ func (e *evaluation) callFunc(l locals, f *function, in *instr) (*ast.Term, erro
 	for i, p := range f.fn.Params {
 		fl[p] = raw(l, in.args[i])
 	}
+	var args []*ast.Term // the call's arguments, to remember (argmemo.go)
+	if !memoize {
+		if t, ok := e.remembered(f, fl); ok {
+			e.pop(f.size)
+			return t, nil
+		}
+		if len(e.calls[f.index]) < maxArgMemo {
+			args = e.terms.Take(len(f.fn.Params) - 2)
+			for i, p := range f.fn.Params[2:] {
+				args[i] = fl[p]
+			}
+		}
+	}
 	t, err := e.run(f, fl)
 	e.pop(f.size)
 	if err != nil {
@@ -639,6 +655,9 @@ func (e *evaluation) callFunc(l locals, f *function, in *instr) (*ast.Term, erro
 	}
 	if memoize {
 		e.memo[f.index], e.done[f.index] = t, true
+	}
+	if args != nil {
+		e.calls[f.index] = append(e.calls[f.index], argCall{args: args, val: t})
 	}
 	return t, nil
 }
@@ -655,7 +674,8 @@ func (e *evaluation) constant(f *function) (*ast.Term, error) {
 		return c.t, nil
 	}
 	sub := &evaluation{p: e.p, ctx: context.WithoutCancel(e.ctx), bctx: e.bctx,
-		memo: make([]*ast.Term, e.p.nfuncs), done: make([]bool, e.p.nfuncs), dots: make([]objDot, e.p.ndots)}
+		memo: make([]*ast.Term, e.p.nfuncs), done: make([]bool, e.p.nfuncs), dots: make([]objDot, e.p.ndots),
+		calls: make([][]argCall, e.p.nfuncs)}
 	sub.iter = sub.setOut
 	t, err := sub.run(f, sub.push(f.size))
 	if err != nil {

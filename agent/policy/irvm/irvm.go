@@ -468,10 +468,11 @@ func (p *Program) acquire(ctx context.Context) *evaluation {
 	e, _ := p.free.Get().(*evaluation)
 	if e == nil {
 		e = &evaluation{
-			p:    p,
-			memo: make([]*ast.Term, p.nfuncs),
-			done: make([]bool, p.nfuncs),
-			dots: make([]objDot, p.ndots),
+			p:     p,
+			memo:  make([]*ast.Term, p.nfuncs),
+			calls: make([][]argCall, p.nfuncs),
+			done:  make([]bool, p.nfuncs),
+			dots:  make([]objDot, p.ndots),
 		}
 		e.iter = e.setOut
 	}
@@ -486,6 +487,10 @@ func (p *Program) acquire(ctx context.Context) *evaluation {
 func (e *evaluation) release() {
 	clear(e.memo)
 	clear(e.done)
+	for i := range e.calls {
+		clear(e.calls[i])
+		e.calls[i] = e.calls[i][:0]
+	}
 	clear(e.dots)
 	e.sets.Reset()
 	e.arrays.Reset()

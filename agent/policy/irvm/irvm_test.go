@@ -166,6 +166,23 @@ string_builtins := {
 	"regex_bad": [[x | x := regex.match("(", input.user)], [x | x := regex.match("a", input.numbers)], [x | x := regex.match(input.numbers, "a")]],
 }
 
+size_of(x) := count(x)
+
+num_text(n) := [sprintf("%v", [n]), json.marshal(n)]
+
+user_path(x) := concat("/", [x, input.user])
+
+pure_calls := {
+	"same": [size_of(input.groups), size_of(input.groups), size_of([g | some g in input.groups]), size_of(input.numbers)],
+	"numbers": [num_text(input.f1), num_text(input.f2), num_text(input.f1), num_text(1)],
+	"strings": [size_of(input.user), size_of(input.user), size_of("ab")],
+	"reads_input": [user_path("a"), other_user, user_path("a")],
+}
+
+other_user := u if {
+	u := user_path("a") with input.user as "zed"
+}
+
 is_empty([]) := true
 
 pair([a, _]) := a
@@ -195,14 +212,14 @@ var queries = []string{
 	"sum_doubles", "pairs", "nested", "with_user", "with_data", "state_name", "no_state",
 	"regexes", "numbers_equal", "big", "obj_get", "filtered", "json_text", "set_ops", "sorted",
 	"formatted", "a.b.c", "a", "conflict", "ops", "missing_field", "types", "membership", "differences",
-	"string_sets", "user_prefix", "mixed_sets", "string_builtins", "array_eq", "len_patterns",
+	"string_sets", "user_prefix", "mixed_sets", "string_builtins", "array_eq", "len_patterns", "pure_calls",
 }
 
 var inputs = []string{
-	`{"user": "alice", "groups": ["dev", "admins"], "numbers": [1, 5, 20], "attrs": {"a1": 1, "b2": "x", "a3": [true]}, "nothing": null, "pattern": "^al"}`,
+	`{"user": "alice", "groups": ["dev", "admins"], "numbers": [1, 5, 20], "attrs": {"a1": 1, "b2": "x", "a3": [true]}, "nothing": null, "pattern": "^al", "f1": 1, "f2": 1.0}`,
 	`{"user": "alice", "blocked": true, "pattern": "^b", "groups": [], "numbers": [], "attrs": {}}`,
 	`{"user": "bob", "groups": ["ops", "very-long-group"], "numbers": [11, 12.5], "attrs": {"a": {"b": 1}}, "pattern": "["}`,
-	`{"user": "carol", "groups": ["x"], "numbers": [3], "attrs": {"a9": null}, "pattern": "c.r+"}`,
+	`{"user": "carol", "groups": ["x"], "numbers": [3], "attrs": {"a9": null}, "pattern": "c.r+", "f1": 2.50, "f2": 2.5}`,
 	`{"user": "", "groups": "not-a-list", "numbers": [1], "attrs": []}`,
 	`{}`,
 	`{"user": "dave", "pattern": 7, "groups": ["zz", "dev", "b", "dev", "a", "b"], "numbers": [2, 2, 1, 5], "attrs": {"a1": "x"}}`,
