@@ -10,7 +10,9 @@
 // runs its blocks in order until one returns. Built-in functions are OPA's
 // own topdown implementations. Rule functions without arguments are
 // memoized for one evaluation, and those that read neither input nor data
-// (a policy's constant policy_data, say) once for the program's life.
+// (a policy's constant policy_data, say) once for the program's life; a
+// function called again with the same arguments in one evaluation answers
+// from its first calls (argmemo.go).
 //
 // New compiles the statements once (compile.go): an opcode, resolved
 // operands and call targets; a copy of a local nothing else reads is
