@@ -267,7 +267,7 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 	case opMakeArray:
 		l[in.target] = e.newArrayBuilder(int(in.s.(*ir.MakeArrayStmt).Capacity))
 	case opMakeObject:
-		l[in.target] = e.newObjectBuilder(ast.NewObject())
+		l[in.target] = e.newObjectBuilder()
 	case opMakeSet:
 		l[in.target] = e.newSetBuilder(&in.sizeHint)
 	case opArrayAppend:
@@ -283,25 +283,25 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 		// In place, as the Wasm target appends.
 		t.Value = arr.Append(v)
 	case opObjectInsert:
-		obj, err := e.insertInto(l, in, in.s.(*ir.ObjectInsertStmt).Location)
+		b, lz, err := e.insertInto(l, in, in.s.(*ir.ObjectInsertStmt).Location)
 		if err != nil {
 			return done, err
 		}
-		obj.Insert(operandOf(l, in.a), operandOf(l, in.b))
+		b.insert(lz, operandOf(l, in.a), operandOf(l, in.b))
 	case opObjectInsertOnce:
 		loc := in.s.(*ir.ObjectInsertOnceStmt).Location
-		obj, err := e.insertInto(l, in, loc)
+		b, lz, err := e.insertInto(l, in, loc)
 		if err != nil {
 			return done, err
 		}
 		k, v := operandOf(l, in.a), operandOf(l, in.b)
-		if cur := obj.Get(k); cur != nil {
+		if cur := b.Member(k); cur != nil {
 			if ast.Compare(cur.Value, value(v)) != 0 {
 				return done, fmt.Errorf("%s: object key %v has %w", where(loc), k, ErrConflict)
 			}
 			return done, nil
 		}
-		obj.Insert(k, v)
+		b.insert(lz, k, v)
 	case opObjectMerge:
 		loc := in.s.(*ir.ObjectMergeStmt).Location
 		ta, tb := operandOf(l, in.a), operandOf(l, in.b)
@@ -363,18 +363,19 @@ func (e *evaluation) stmt(l locals, in *instr) (signal, error) {
 // insertInto returns the object an insert statement fills: an
 // objectBuilder's; any other object is first replaced in its local by a
 // builder of a copy, as objects irvm has handed out do not change.
-func (e *evaluation) insertInto(l locals, in *instr, loc ir.Location) (ast.Object, error) {
+func (e *evaluation) insertInto(l locals, in *instr, loc ir.Location) (*objectBuilder, *lazyValue, error) {
 	t := l[in.target]
-	if obj, ok := insertTarget(t); ok {
-		return obj, nil
+	if b, lz, ok := objectBuilderOf(t); ok {
+		return b, lz, nil
 	}
 	obj, ok := value(materialize(t)).(ast.Object)
 	if !ok {
-		return nil, fmt.Errorf("%s: insert into a %s", where(loc), typeName(t))
+		return nil, nil, fmt.Errorf("%s: insert into a %s", where(loc), typeName(t))
 	}
-	obj = obj.Copy()
-	l[in.target] = e.newObjectBuilder(obj)
-	return obj, nil
+	t = e.newObjectBuilderOf(obj.Copy())
+	l[in.target] = t
+	b, lz, _ := objectBuilderOf(t)
+	return b, lz, nil
 }
 
 // scan runs the body once per element; the body is the loop level (a

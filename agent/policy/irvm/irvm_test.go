@@ -166,6 +166,14 @@ string_builtins := {
 	"regex_bad": [[x | x := regex.match("(", input.user)], [x | x := regex.match("a", input.numbers)], [x | x := regex.match(input.numbers, "a")]],
 }
 
+objects := {
+	"many": {sprintf("k%02d", [i]): i | some i in numbers.range(1, 12)},
+	"numbered": {i: g | some i, g in input.groups},
+	"few": {g: count(g) | some g in input.groups},
+	"get": [x | x := {"a": 1, "b": input.user, "c": 3}.b],
+	"over": object.union({"a": 1, "b": 2}, {g: 0 | some g in input.groups}),
+}
+
 size_of(x) := count(x)
 
 num_text(n) := [sprintf("%v", [n]), json.marshal(n)]
@@ -212,7 +220,7 @@ var queries = []string{
 	"sum_doubles", "pairs", "nested", "with_user", "with_data", "state_name", "no_state",
 	"regexes", "numbers_equal", "big", "obj_get", "filtered", "json_text", "set_ops", "sorted",
 	"formatted", "a.b.c", "a", "conflict", "ops", "missing_field", "types", "membership", "differences",
-	"string_sets", "user_prefix", "mixed_sets", "string_builtins", "array_eq", "len_patterns", "pure_calls",
+	"string_sets", "user_prefix", "mixed_sets", "string_builtins", "array_eq", "len_patterns", "pure_calls", "objects",
 }
 
 var inputs = []string{

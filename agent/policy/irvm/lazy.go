@@ -407,52 +407,142 @@ func (b *setBuilder) Len() int {
 }
 
 // objectBuilder is an object that a MakeObjectStmt starts and its
-// ObjectInsertStmts fill. A use that needs it whole gets obj itself; an
-// insert after that goes to a copy, so an object irvm has handed out as a
-// value (an ast.Object outside a builder) never changes. Dots keep what
-// they found in such objects (dotObject).
+// ObjectInsertStmts fill. A small object with string keys (a rule's
+// result, a JSON patch op) is kept as its keys and values in insertion
+// order, in the builder itself: no map, no hashing, no allocation per
+// member; an ast.Object is made only where a use needs it whole. Past
+// maxSmallObject members, or at a key that is not a string, the members
+// move to an ast.Object of the builder's own. A use that needs the object
+// whole gets obj; an insert after that goes to a new object, so an object
+// irvm has handed out as a value never changes. Dots keep what they found
+// in such objects (dotObject).
 type objectBuilder struct {
-	cell   LazyCell
+	cell LazyCell
+	// The members while small: keys[:n] (strings, distinct), vals[:n].
+	n    int
+	keys [maxSmallObject]*ast.Term
+	vals [maxSmallObject]*ast.Term
+	// big: the members are in obj.
+	big bool
+	// obj is the whole object: a small one's once made, a big one's
+	// always.
 	obj    ast.Object
 	handed bool // obj has been handed out by Materialize
 }
 
-func (e *evaluation) newObjectBuilder(obj ast.Object) *ast.Term {
+// maxSmallObject is how many members an objectBuilder keeps itself.
+const maxSmallObject = 8
+
+// newObjectBuilder starts an empty object.
+func (e *evaluation) newObjectBuilder() *ast.Term {
 	b := e.objects.Next()
-	b.obj = obj
 	return b.cell.Term(b)
 }
 
-// insertTarget returns the object to insert into if t is an
-// objectBuilder's, copying it first if it has been handed out.
-func insertTarget(t *ast.Term) (ast.Object, bool) {
+// newObjectBuilderOf starts an object with obj's members; obj is the
+// builder's own.
+func (e *evaluation) newObjectBuilderOf(obj ast.Object) *ast.Term {
+	b := e.objects.Next()
+	b.big, b.obj = true, obj
+	return b.cell.Term(b)
+}
+
+// objectBuilderOf returns t's objectBuilder and its lazy value, if t is
+// an objectBuilder's.
+func objectBuilderOf(t *ast.Term) (*objectBuilder, *lazyValue, bool) {
 	lz, ok := value(t).(*lazyValue)
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
 	b, ok := lz.Lazy.(*objectBuilder)
-	if !ok {
-		return nil, false
-	}
+	return b, lz, ok
+}
+
+// insert sets the member at k to v; lz is the builder's lazy value.
+func (b *objectBuilder) insert(lz *lazyValue, k, v *ast.Term) {
 	if b.handed {
-		b.obj, b.handed = b.obj.Copy(), false
+		// The object handed out does not change.
+		if b.big {
+			b.obj = b.obj.Copy()
+		} else {
+			b.obj = nil
+		}
+		b.handed = false
 		lz.whole = nil
 	}
-	return b.obj, true
+	if !b.big {
+		if s, ok := k.Value.(ast.String); ok {
+			if i := b.find(string(s)); i >= 0 {
+				b.vals[i] = v
+				return
+			}
+			if b.n < maxSmallObject {
+				b.keys[b.n], b.vals[b.n] = k, v
+				b.n++
+				return
+			}
+		}
+		b.obj, b.big = b.whole(), true
+		clear(b.keys[:b.n])
+		clear(b.vals[:b.n])
+		b.n = 0
+	}
+	b.obj.Insert(k, v)
+}
+
+// find is the index of a small object's member at key s, -1 if none.
+func (b *objectBuilder) find(s string) int {
+	for i := range b.n {
+		if string(b.keys[i].Value.(ast.String)) == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// whole makes a small object's members into an object.
+func (b *objectBuilder) whole() ast.Object {
+	items := make([][2]*ast.Term, b.n)
+	for i := range items {
+		items[i] = [2]*ast.Term{b.keys[i], b.vals[i]}
+	}
+	return ast.NewObject(items...)
 }
 
 // Materialize hands the object out: it does not change after.
 func (b *objectBuilder) Materialize() ast.Value {
+	if b.obj == nil {
+		b.obj = b.whole()
+	}
 	b.handed = true
 	return b.obj
 }
 
-func (b *objectBuilder) Member(key *ast.Term) *ast.Term { return b.obj.Get(key) }
+// Member returns the member at key, nil if none.
+func (b *objectBuilder) Member(key *ast.Term) *ast.Term {
+	if b.big {
+		return b.obj.Get(key)
+	}
+	s, ok := key.Value.(ast.String)
+	if !ok {
+		return nil // a small object's keys are strings
+	}
+	if i := b.find(string(s)); i >= 0 {
+		return b.vals[i]
+	}
+	return nil
+}
 
 func (b *objectBuilder) Members(f func(k, v *ast.Term) bool) { b.Materialize().(ast.Object).Until(f) }
 
 func (b *objectBuilder) Type() string { return "object" }
-func (b *objectBuilder) Len() int     { return b.obj.Len() }
+
+func (b *objectBuilder) Len() int {
+	if b.big {
+		return b.obj.Len()
+	}
+	return b.n
+}
 
 // objDot is what a dot with a constant key found in one object.
 type objDot struct {

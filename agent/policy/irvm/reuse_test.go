@@ -316,25 +316,50 @@ func TestSetSizeHint(t *testing.T) {
 }
 
 // An object being built is handed out as it is when used; inserts after
-// that go to a copy, so the value handed out does not change.
+// that go to a new object, so the value handed out does not change. Small
+// or grown past maxSmallObject members or by a key that is not a string,
+// it holds what was inserted last at each key.
 func TestObjectBuilder(t *testing.T) {
-	b := (&evaluation{}).newObjectBuilder(ast.NewObject())
-	obj, ok := insertTarget(b)
-	if !ok {
-		t.Fatal("insertTarget refused an object builder")
+	if _, _, ok := objectBuilderOf(ast.ObjectTerm()); ok {
+		t.Fatal("objectBuilderOf accepted an ast.Object")
 	}
-	obj.Insert(ast.StringTerm("a"), ast.InternedTerm(1))
-	first := materialize(b)
-	obj, _ = insertTarget(b)
-	obj.Insert(ast.StringTerm("b"), ast.InternedTerm(2))
-	if want := ast.MustParseTerm(`{"a": 1}`); !first.Equal(want) {
-		t.Fatalf("the object handed out changed to %v", first)
-	}
-	if want := ast.MustParseTerm(`{"a": 1, "b": 2}`); !materialize(b).Equal(want) {
-		t.Fatalf("builder holds %v, want %v", materialize(b), want)
-	}
-	if _, ok := insertTarget(ast.ObjectTerm()); ok {
-		t.Fatal("insertTarget accepted an ast.Object")
+	for _, tc := range []struct {
+		name string
+		keys []*ast.Term
+	}{
+		{"small", stringTerms("a", "b", "c")},
+		{"grown", stringTerms("k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9")},
+		{"number key", []*ast.Term{ast.StringTerm("a"), ast.InternedTerm(1), ast.StringTerm("b")}},
+	} {
+		term := (&evaluation{}).newObjectBuilder()
+		b, lz, ok := objectBuilderOf(term)
+		if !ok {
+			t.Fatal("objectBuilderOf refused an object builder")
+		}
+		want := ast.NewObject()
+		var handed []*ast.Term
+		var wants []ast.Object
+		for i, k := range tc.keys {
+			b.insert(lz, k, ast.InternedTerm(i))
+			b.insert(lz, k, ast.InternedTerm(i+100)) // the last insert at a key wins
+			want.Insert(k, ast.InternedTerm(i+100))
+			if got := b.Member(k); got == nil || !got.Equal(ast.InternedTerm(i+100)) {
+				t.Fatalf("%s: member %v is %v", tc.name, k, got)
+			}
+			if b.Len() != want.Len() {
+				t.Fatalf("%s: %d members, want %d", tc.name, b.Len(), want.Len())
+			}
+			handed = append(handed, materialize(term))
+			wants = append(wants, want.Copy())
+		}
+		for i, h := range handed {
+			if h.Value.Compare(wants[i]) != 0 {
+				t.Fatalf("%s: object handed out after %d inserts is %v, want %v", tc.name, i+1, h, wants[i])
+			}
+		}
+		if b.Member(ast.StringTerm("missing")) != nil || b.Member(ast.InternedTerm(7)) != nil {
+			t.Fatalf("%s: a key never inserted is present", tc.name)
+		}
 	}
 }
 
