@@ -1,10 +1,15 @@
 package irvm
 
 import (
+	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
 )
 
 // The dfa must answer as regexp's MatchString does, for every pattern it
@@ -142,4 +147,30 @@ func BenchmarkRegexMatch(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRegexCache: a regex.match statement in a loop over patterns compiles
+// each pattern once for the program, not once per call.
+func TestRegexCache(t *testing.T) {
+	ctx := context.Background()
+	p, err := Compile(ctx, rego.Query("x = data.t.x"), rego.Module("t.rego",
+		"package t\nimport rego.v1\nx := [m | some p in [\"^a\", \"^b\", \"l\", \"(\", \"^a\"]; m := regex.match(p, input.user)]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range []string{"alice", "bob", "carol"} {
+		rs, err := p.Eval(ctx, ast.MustParseTerm(fmt.Sprintf(`{"user": %q}`, user)).Value, nil)
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("Eval: %v, %v", rs, err)
+		}
+		re := regexp.MustCompile
+		want := ast.ArrayTerm(ast.InternedTerm(re("^a").MatchString(user)), ast.InternedTerm(re("^b").MatchString(user)),
+			ast.InternedTerm(re("l").MatchString(user)), ast.InternedTerm(re("^a").MatchString(user)))
+		if got := rs[0].(ast.Object).Get(ast.StringTerm("x")); !got.Equal(want) {
+			t.Fatalf("%s: x = %v, want %v", user, got, want)
+		}
+	}
+	if n := p.nregexes.Load(); n != 4 {
+		t.Errorf("%d patterns compiled for the program, want 4", n)
+	}
 }

@@ -595,7 +595,7 @@ func (e *evaluation) call(l locals, in *instr) (*ast.Term, error) {
 			}
 		}
 	case fastStartsWith, fastEndsWith, fastContains, fastRegexMatch, fastIsNull:
-		if t, ok := stringBuiltin(l, in); ok {
+		if t, ok := e.p.stringBuiltin(l, in); ok {
 			return t, nil
 		}
 	}

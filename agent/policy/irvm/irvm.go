@@ -68,6 +68,10 @@ type Program struct {
 	badOperand error
 	// ndots is the number of dots with a constant key (instr.dot).
 	ndots int
+	// regexes holds compiled patterns of regex.match calls, by pattern,
+	// nregexes about how many (regexOf).
+	regexes  sync.Map
+	nregexes atomic.Int32
 	// uses counts the reads and writes of each local of the function
 	// being compiled (compile.go fusedCopy).
 	uses map[ir.Local]localUse

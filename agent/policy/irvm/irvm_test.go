@@ -163,6 +163,7 @@ string_builtins := {
 	"null": [[x | x := is_null(input.nothing)], [x | x := is_null(input.user)], [x | x := is_null(input.groups)], [x | x := is_null(input.attrs)], [x | x := is_null(input.attrs.a9)]],
 	"regex": [x | x := regex.match(input.pattern, input.user)],
 	"regex_const": [[x | x := regex.match("^[a-c]", input.user)], [x | x := regex.match("^(?:(?:[a-z]+)\n)*$", concat("", [input.user, "\n"]))]],
+	"regex_loop": [x | some p in ["^a", "^b", "l", "(", "^a"]; x := regex.match(p, input.user)],
 	"regex_bad": [[x | x := regex.match("(", input.user)], [x | x := regex.match("a", input.numbers)], [x | x := regex.match(input.numbers, "a")]],
 }
 

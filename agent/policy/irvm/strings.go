@@ -34,7 +34,7 @@ func stringOperands(a, b *ast.Term) (x, y string, ok, undefined bool) {
 // stringBuiltin runs a string built-in of in on its operands in l: the
 // result, nil for undefined, and false when the operands are not what the
 // fast path takes (the built-in runs instead).
-func stringBuiltin(l locals, in *instr) (*ast.Term, bool) {
+func (p *Program) stringBuiltin(l locals, in *instr) (*ast.Term, bool) {
 	if len(in.args) == 1 && in.call.fast == fastIsNull {
 		t := raw(l, in.args[0])
 		if t == nil {
@@ -61,7 +61,7 @@ func stringBuiltin(l locals, in *instr) (*ast.Term, bool) {
 	case fastContains:
 		return ast.InternedTerm(strings.Contains(x, y)), true
 	case fastRegexMatch:
-		re := in.regexOf(x)
+		re := p.regexOf(in, x)
 		if re.err != nil {
 			// As the built-in's error: undefined (callers without
 			// strict built-in errors see no value).
@@ -92,20 +92,31 @@ func (c *compiledRegex) match(text string) bool {
 	return c.re.MatchString(text)
 }
 
-// regexOf returns pattern compiled, from the statement's cache when it
-// holds that pattern. A statement's pattern is usually a constant (a
-// policy's data), so the cache holds one; a statement that meets another
-// pattern compiles it and keeps the latest. Compiled patterns are safe for
-// concurrent use.
-func (in *instr) regexOf(pattern string) *compiledRegex {
+// regexOf returns pattern compiled: from the statement's cache when it
+// holds that pattern (a statement's pattern is usually a constant, a
+// policy's data), else from the program's, which keeps up to
+// maxRegexes patterns (a statement in a loop over a policy's patterns
+// meets several). Compiled patterns are safe for concurrent use.
+func (p *Program) regexOf(in *instr, pattern string) *compiledRegex {
 	if c := in.regex.Load(); c != nil && c.pattern == pattern {
 		return c
+	}
+	if c, ok := p.regexes.Load(pattern); ok {
+		in.regex.Store(c.(*compiledRegex))
+		return c.(*compiledRegex)
 	}
 	re, err := regexp.Compile(pattern)
 	c := &compiledRegex{pattern: pattern, re: re, err: err}
 	if err == nil {
 		c.dfa = newDFA(pattern)
 	}
+	if p.nregexes.Load() < maxRegexes {
+		p.nregexes.Add(1)
+		p.regexes.Store(pattern, c)
+	}
 	in.regex.Store(c)
 	return c
 }
+
+// maxRegexes bounds the patterns a program keeps compiled.
+const maxRegexes = 256
