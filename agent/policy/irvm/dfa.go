@@ -25,11 +25,14 @@ import (
 // patterns with others (\b, \B, ^ and $ in multi-line mode) are matched by
 // regexp, as are inputs that would need more than maxDFAStates states.
 
-// maxDFAStates bounds the states one pattern's dfa keeps, maxOtherRunes
-// the transitions on runes beyond ASCII one state keeps.
+// maxDFAStates bounds the states one pattern's dfa keeps (a state is
+// about 1 KB; a policy's pattern for the runtime's variables needs 84),
+// maxProgramDFAStates those of all the patterns of one program, and
+// maxOtherRunes the transitions on runes beyond ASCII one state keeps.
 const (
-	maxDFAStates  = 2048
-	maxOtherRunes = 64
+	maxDFAStates        = 512
+	maxProgramDFAStates = 8192
+	maxOtherRunes       = 64
 )
 
 // dfa matches one program; it is safe for concurrent use.
@@ -43,6 +46,8 @@ type dfa struct {
 	mid    []uint32
 	mu     sync.Mutex           // guards states and dfaState.other
 	states map[string]*dfaState // by their threads
+	// budget counts the states of all the program's dfas.
+	budget *atomic.Int32
 }
 
 // dfaState is a set of threads: the program counters of instructions that
@@ -61,8 +66,9 @@ type dfaState struct {
 }
 
 // newDFA returns a dfa for pattern, or nil when the pattern does not
-// compile or has assertions a dfa does not take.
-func newDFA(pattern string) *dfa {
+// compile or has assertions a dfa does not take; budget counts the states
+// of the program's dfas.
+func newDFA(pattern string, budget *atomic.Int32) *dfa {
 	re, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
 		return nil
@@ -76,7 +82,7 @@ func newDFA(pattern string) *dfa {
 			return nil
 		}
 	}
-	d := &dfa{prog: prog, states: map[string]*dfaState{}}
+	d := &dfa{prog: prog, states: map[string]*dfaState{}, budget: budget}
 	d.mid = d.closure(nil, []uint32{uint32(prog.Start)}, 0)
 	start := d.closure(nil, []uint32{uint32(prog.Start)}, syntax.EmptyBeginText)
 	d.start = d.newState(start, syntax.EmptyBeginText)
@@ -183,6 +189,10 @@ func (d *dfa) step(s *dfaState, r rune) *dfaState {
 	t, ok := d.states[key]
 	if !ok {
 		if len(d.states) >= maxDFAStates {
+			return nil
+		}
+		if d.budget.Add(1) > maxProgramDFAStates {
+			d.budget.Add(-1)
 			return nil
 		}
 		t = d.newState(set, 0)

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -34,7 +35,7 @@ var dfaTexts = []string{
 func TestDFAMatchesRegexp(t *testing.T) {
 	for _, p := range dfaPatterns {
 		re := regexp.MustCompile(p)
-		c := &compiledRegex{pattern: p, re: re, dfa: newDFA(p)}
+		c := &compiledRegex{pattern: p, re: re, dfa: newDFA(p, new(atomic.Int32))}
 		if c.dfa == nil && !strings.Contains(p, `\b`) && !strings.Contains(p, `\B`) && !strings.Contains(p, "(?m)") {
 			t.Errorf("%q: no dfa", p)
 		}
@@ -54,7 +55,7 @@ func TestDFAMatchesRegexp(t *testing.T) {
 func TestDFAStateLimit(t *testing.T) {
 	const p = `a.{12}$` // about 2^12 states
 	re := regexp.MustCompile(p)
-	c := &compiledRegex{pattern: p, re: re, dfa: newDFA(p)}
+	c := &compiledRegex{pattern: p, re: re, dfa: newDFA(p, new(atomic.Int32))}
 	var b strings.Builder
 	x := uint32(1)
 	for range 20000 {
@@ -79,7 +80,7 @@ func TestDFAStateLimit(t *testing.T) {
 func TestDFAConcurrent(t *testing.T) {
 	const p = `^(?:[a-z]+[0-9]*\n)*$`
 	re := regexp.MustCompile(p)
-	d := newDFA(p)
+	d := newDFA(p, new(atomic.Int32))
 	texts := []string{"abc\nx1\n", "abc\n1x\n", "zz99\n", "é\n", ""}
 	var wg sync.WaitGroup
 	for g := range 4 {
@@ -110,7 +111,7 @@ func FuzzDFA(f *testing.F) {
 		if err != nil {
 			return
 		}
-		d := newDFA(p)
+		d := newDFA(p, new(atomic.Int32))
 		if d == nil {
 			return
 		}
@@ -132,7 +133,7 @@ func BenchmarkRegexMatch(b *testing.B) {
 		"KUBERNETES_PORT=tcp://10.96.0.1:443", "KUBERNETES_PORT_443_TCP=tcp://10.96.0.1:443",
 		"KUBERNETES_PORT_443_TCP_PROTO=tcp", "KUBERNETES_PORT_443_TCP_PORT=443", "KUBERNETES_PORT_443_TCP_ADDR=10.96.0.1"}, "\n") + "\n"
 	re := regexp.MustCompile(pattern)
-	d := newDFA(pattern)
+	d := newDFA(pattern, new(atomic.Int32))
 	b.Run("regexp", func(b *testing.B) {
 		for b.Loop() {
 			if !re.MatchString(text) {
@@ -172,5 +173,27 @@ func TestRegexCache(t *testing.T) {
 	}
 	if n := p.nregexes.Load(); n != 4 {
 		t.Errorf("%d patterns compiled for the program, want 4", n)
+	}
+}
+
+// TestDFAProgramBudget: the dfas of one program share a bound on their
+// states; past it, matches go to regexp with the same answers.
+func TestDFAProgramBudget(t *testing.T) {
+	var budget atomic.Int32
+	budget.Store(maxProgramDFAStates - 2)
+	const p = `^[a-z]+[0-9]*$`
+	re := regexp.MustCompile(p)
+	c := &compiledRegex{pattern: p, re: re, dfa: newDFA(p, &budget)}
+	for _, s := range []string{"abc123", "abc", "123", "ab1c", ""} {
+		if got, want := c.match(s), re.MatchString(s); got != want {
+			t.Errorf("%q: %v, regexp %v", s, got, want)
+		}
+	}
+	if n := budget.Load(); n != maxProgramDFAStates {
+		t.Errorf("budget at %d after the dfa ran out, want %d", n, maxProgramDFAStates)
+	}
+	// A digit first leads to a state the budget left no room for.
+	if _, ok := c.dfa.match("1"); ok {
+		t.Error("the dfa made a state past the program's budget")
 	}
 }

@@ -72,6 +72,8 @@ type Program struct {
 	// nregexes about how many (regexOf).
 	regexes  sync.Map
 	nregexes atomic.Int32
+	// dfaStates counts the states of the patterns' dfas (dfa.go).
+	dfaStates atomic.Int32
 	// uses counts the reads and writes of each local of the function
 	// being compiled (compile.go fusedCopy).
 	uses map[ir.Local]localUse

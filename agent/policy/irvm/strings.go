@@ -108,7 +108,7 @@ func (p *Program) regexOf(in *instr, pattern string) *compiledRegex {
 	re, err := regexp.Compile(pattern)
 	c := &compiledRegex{pattern: pattern, re: re, err: err}
 	if err == nil {
-		c.dfa = newDFA(pattern)
+		c.dfa = newDFA(pattern, &p.dfaStates)
 	}
 	if p.nregexes.Load() < maxRegexes {
 		p.nregexes.Add(1)
