@@ -23,4 +23,5 @@ bench-policy:
 	$(GO) test -count=3 -run '^$$' -bench CreateContainerEngine -benchtime 2000x ./agent/policy/
 	$(GO) test -count=1 -run '^$$' -bench FirstDecision -benchtime 10x ./agent/policy/
 	$(GO) test -count=5 -run '^$$' -bench RulesBeforeAfter -benchtime 500x ./agent/policy/
+	$(GO) test -count=3 -run '^$$' -bench 'RegexMatch|SortStrings' ./agent/policy/irvm/
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 200x ./tunnel/attest/... 2>&1 | grep -v '^WARN'
