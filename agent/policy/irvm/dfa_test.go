@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 )
 
 // The dfa must answer as regexp's MatchString does, for every pattern it
@@ -154,11 +153,7 @@ func BenchmarkRegexMatch(b *testing.B) {
 // each pattern once for the program, not once per call.
 func TestRegexCache(t *testing.T) {
 	ctx := context.Background()
-	p, err := Compile(ctx, rego.Query("x = data.t.x"), rego.Module("t.rego",
-		"package t\nimport rego.v1\nx := [m | some p in [\"^a\", \"^b\", \"l\", \"(\", \"^a\"]; m := regex.match(p, input.user)]"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := compileX(t, "x := [m | some p in [\"^a\", \"^b\", \"l\", \"(\", \"^a\"]; m := regex.match(p, input.user)]")
 	for _, user := range []string{"alice", "bob", "carol"} {
 		rs, err := p.Eval(ctx, ast.MustParseTerm(fmt.Sprintf(`{"user": %q}`, user)).Value, nil)
 		if err != nil || len(rs) != 1 {

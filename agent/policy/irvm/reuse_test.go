@@ -161,11 +161,7 @@ func TestArrayBuilder(t *testing.T) {
 // appending.
 func TestConstantArrayIsWhole(t *testing.T) {
 	ctx := context.Background()
-	p, err := Compile(ctx, rego.Query("x = data.t.x"), rego.Module("t.rego",
-		"package t\nimport rego.v1\ntable := [y | some y in [3, 1, 2]; y > 1]\nx := [table[input.i], count(table)]"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := compileX(t, "table := [y | some y in [3, 1, 2]; y > 1]\nx := [table[input.i], count(table)]")
 	rs, err := p.Eval(ctx, ast.MustParseTerm(`{"i": 1}`).Value, nil)
 	if err != nil || len(rs) != 1 || !rs[0].(ast.Object).Get(ast.StringTerm("x")).Equal(ast.MustParseTerm("[2, 2]")) {
 		t.Fatalf("Eval = %v, %v", rs, err)
@@ -270,11 +266,7 @@ func (r *record) Type() string { return "object" }
 // first met, and by key in any other layout.
 func TestSlottedDot(t *testing.T) {
 	ctx := context.Background()
-	p, err := Compile(ctx, rego.Query("x = data.t.x"), rego.Module("t.rego",
-		"package t\nimport rego.v1\nf(r) := r.name\nx := [f(input.a), f(input.b), f(input.a), object.get(input.b, \"missing\", 0)]"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := compileX(t, "f(r) := r.name\nx := [f(input.a), f(input.b), f(input.a), object.get(input.b, \"missing\", 0)]")
 	nameFirst, idFirst := &recordLayout{keys: []string{"name", "id"}}, &recordLayout{keys: []string{"id", "name"}}
 	for i := range 3 {
 		a := &record{layout: nameFirst, vals: []*ast.Term{ast.StringTerm(fmt.Sprintf("a%d", i)), ast.InternedTerm(1)}}
@@ -368,11 +360,7 @@ func TestObjectBuilder(t *testing.T) {
 // objects in turn finds each one's member.
 func TestObjectDotsPerEvaluation(t *testing.T) {
 	ctx := context.Background()
-	p, err := Compile(ctx, rego.Query("x = data.t.x"), rego.Module("t.rego",
-		"package t\nimport rego.v1\nf(r) := r.name\nx := [data.cfg.limit, f(input.a), f(input.b), f(input.a), f(input.b)]"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := compileX(t, "f(r) := r.name\nx := [data.cfg.limit, f(input.a), f(input.b), f(input.a), f(input.b)]")
 	cfg := ast.NewObject(ast.Item(ast.StringTerm("limit"), ast.InternedTerm(1)))
 	data := ast.NewObject(ast.Item(ast.StringTerm("cfg"), ast.NewTerm(cfg)))
 	in := ast.MustParseTerm(`{"a": {"name": "A"}, "b": {"name": "B"}}`).Value
@@ -392,12 +380,7 @@ func TestObjectDotsPerEvaluation(t *testing.T) {
 // Arrays grow in the evaluation's slab, which the next evaluation reuses:
 // an array an evaluation returned keeps its elements after it.
 func TestArrayResultOutlivesEvaluation(t *testing.T) {
-	ctx := context.Background()
-	p, err := Compile(ctx, rego.Query("x = data.t.x"), rego.Module("t.rego",
-		"package t\nimport rego.v1\nx := [[g | some g in input.groups], [n, 1]] if n := input.user"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := compileX(t, "x := [[g | some g in input.groups], [n, 1]] if n := input.user")
 	eval := func(user string, groups ...string) ast.Value {
 		t.Helper()
 		return evalX(t, p, user, groups...).(ast.Object).Get(ast.StringTerm("x")).Value
@@ -412,4 +395,15 @@ func TestArrayResultOutlivesEvaluation(t *testing.T) {
 			t.Fatalf("the first result became %v after later evaluations, want %v", first, want)
 		}
 	}
+}
+
+// compileX compiles a module of package t (rego.v1) whose body is body,
+// for the query x = data.t.x.
+func compileX(t *testing.T, body string) *Program {
+	t.Helper()
+	p, err := Compile(context.Background(), rego.Query("x = data.t.x"), rego.Module("t.rego", "package t\nimport rego.v1\n"+body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
