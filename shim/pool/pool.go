@@ -128,9 +128,6 @@ func New(opts Options) (*Pool, error) {
 		handing: map[string]time.Time{}, wake: make(chan struct{}, 1)}, nil
 }
 
-// Size is the number of warm VMs the pool keeps.
-func (p *Pool) Size() int { return p.opts.Size }
-
 // Selector is the tags of this node's warm VMs.
 func (p *Pool) Selector() map[string]string {
 	t := provider.NodeSelector(p.opts.ClusterID, p.opts.NodeName)
@@ -202,13 +199,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // cleanup deletes this node's warm VMs that no sandbox took.
 func (p *Pool) cleanup(ctx context.Context) {
-	vms, err := p.opts.Provider.List(ctx, p.Selector())
+	sel := p.Selector()
+	vms, err := p.opts.Provider.List(ctx, sel)
 	if err != nil {
 		p.log.Warn("listing warm VMs left by an earlier run failed; the reconciler will find them", "err", err)
 		return
 	}
 	for _, vm := range vms {
-		if !provider.Matches(vm.Tags, p.Selector()) || p.opts.Taken(vm) {
+		if !provider.Matches(vm.Tags, sel) || p.opts.Taken(vm) {
 			continue
 		}
 		if err := p.opts.Provider.Delete(ctx, vm.ID); err != nil {
